@@ -1,0 +1,8 @@
+"""Experiments: one module per figure or claim group; ``python -m experiments`` runs them."""
+
+EXPERIMENTS: tuple[str, ...] = (
+    "bunny",
+    "stability_regions",
+    "resnet_euler",
+)
+"""Registered experiments, in run order (module names under ``experiments/``)."""

@@ -1,0 +1,49 @@
+"""terrain_jax: the dynamical-systems view of deep learning, executable.
+
+A residual block is an explicit Euler step, a DEQ is a fixed point, an optimizer is a
+walk on a loss terrain. This package makes each statement a function you can call.
+"""
+
+from . import fields, nets, plotting, solvers, stability
+from .fields import (
+    GradientField,
+    HamiltonianField,
+    LinearField,
+    MLPField,
+    NNXField,
+    PiecewiseConstantField,
+)
+from .integrate import STATUS, Trajectory, integrate
+from .nets import ODEBlock, ResidualNet
+from .solvers import RK4, SOLVERS, Tableau, get_solver, tableau
+from .stability import max_stable_step, real_stability_interval, region, stability_function
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GradientField",
+    "HamiltonianField",
+    "LinearField",
+    "MLPField",
+    "NNXField",
+    "ODEBlock",
+    "PiecewiseConstantField",
+    "RK4",
+    "ResidualNet",
+    "SOLVERS",
+    "STATUS",
+    "Tableau",
+    "Trajectory",
+    "fields",
+    "get_solver",
+    "integrate",
+    "max_stable_step",
+    "nets",
+    "plotting",
+    "real_stability_interval",
+    "region",
+    "solvers",
+    "stability",
+    "stability_function",
+    "tableau",
+]

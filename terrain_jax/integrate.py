@@ -1,0 +1,238 @@
+"""``integrate(field, y0, ...) -> Trajectory``: the one door to ``diffrax.diffeqsolve``.
+
+Fixed steps when ``steps`` is given, adaptive steps when ``rtol``/``atol`` are. The
+defaults are chosen for speed on the common case: a fixed-step solve keeps every step for
+the backward pass (no recomputation), so its gradient costs what backprop through a
+hand-written loop costs; an adaptive solve uses diffrax's binomial checkpointing.
+
+Failure is never silent: a run that produced a non-finite state or hit ``max_steps``
+says so in ``Trajectory.status``, and ``throw=True`` raises with that message.
+"""
+
+from typing import Any, Literal
+
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float, Int, PyTree
+
+from .solvers import get_solver, is_implicit, nfe_per_step
+
+__all__ = ["integrate", "Trajectory", "STATUS"]
+
+STATUS: dict[int, str] = {
+    0: "success",
+    1: "max_steps reached: increase `max_steps` or loosen `rtol`/`atol`",
+    2: "diverged: the state became non-finite (try a smaller step or an implicit solver)",
+    3: "solver failed (an implicit solve did not converge, or the step size collapsed)",
+}
+"""Status codes of :class:`Trajectory` and what each means."""
+
+
+class Trajectory(eqx.Module):
+    """The result of :func:`integrate`.
+
+    ``ys`` has a leading time axis matching ``ts``. ``num_steps`` counts steps taken
+    (accepted and rejected); ``nfe`` counts vector-field evaluations of the Runge--Kutta
+    stages (for implicit solvers the Newton iterations are not included, so it is a
+    lower bound). ``status`` is an integer code, see :data:`STATUS`.
+    """
+
+    ts: Float[Array, " times"]
+    ys: PyTree[Float[Array, "times ..."]]
+    num_steps: Int[Array, ""]
+    num_accepted: Int[Array, ""]
+    nfe: Int[Array, ""]
+    status: Int[Array, ""]
+
+    @property
+    def y1(self) -> PyTree:
+        """The state at the last saved time."""
+        return jtu.tree_map(lambda y: y[-1], self.ys)
+
+    @property
+    def ok(self) -> Array:
+        """``True`` where the solve succeeded."""
+        return self.status == 0
+
+    def message(self) -> str:
+        """Human-readable status (outside ``jit``; batched statuses list every failure)."""
+        codes = np.unique(np.asarray(self.status))
+        return "; ".join(STATUS[int(c)] for c in codes)
+
+    def raise_if_failed(self) -> "Trajectory":
+        """Raise ``RuntimeError`` with the status message if any solve failed."""
+        if not bool(np.all(np.asarray(self.status) == 0)):
+            raise RuntimeError(f"integrate failed: {self.message()}")
+        return self
+
+
+def _check_finite_y0(y0: PyTree) -> PyTree:
+    leaves = jtu.tree_leaves(y0)
+    if not leaves:
+        raise ValueError("y0 is an empty pytree; give the initial state as arrays.")
+    concrete = all(not isinstance(x, jax.core.Tracer) for x in leaves)
+    if concrete:
+        for x in leaves:
+            if not np.all(np.isfinite(np.asarray(x))):
+                raise ValueError("y0 contains NaN or inf; integrate refuses non-finite input.")
+        return y0
+    bad = jnp.any(jnp.stack([~jnp.all(jnp.isfinite(x)) for x in leaves]))
+    return eqx.error_if(y0, bad, "y0 contains NaN or inf; integrate refuses non-finite input.")
+
+
+def _saveat(saveat: Any, fixed: bool) -> dfx.SaveAt:
+    if isinstance(saveat, dfx.SaveAt):
+        return saveat
+    if saveat is None or (isinstance(saveat, str) and saveat == "t1"):
+        return dfx.SaveAt(t1=True)
+    if isinstance(saveat, str) and saveat == "steps":
+        if not fixed:
+            raise ValueError("saveat='steps' needs fixed steps (`steps=`); pass times instead.")
+        return dfx.SaveAt(t0=True, steps=True)
+    if isinstance(saveat, str):
+        raise ValueError(
+            f"Unknown saveat {saveat!r}; valid: 't1', 'steps', an array of times, "
+            "or a diffrax.SaveAt."
+        )
+    return dfx.SaveAt(ts=jnp.asarray(saveat))
+
+
+def _adjoint(adjoint: Any, fixed_steps: int | None) -> dfx.AbstractAdjoint:
+    if isinstance(adjoint, dfx.AbstractAdjoint):
+        return adjoint
+    if adjoint is None:
+        adjoint = "checkpoint"
+    if adjoint == "checkpoint":
+        # Fixed steps: one checkpoint per step, i.e. store everything and never recompute.
+        return dfx.RecursiveCheckpointAdjoint(checkpoints=fixed_steps)
+    if adjoint == "recompute":
+        return dfx.RecursiveCheckpointAdjoint()
+    if adjoint == "backsolve":
+        return dfx.BacksolveAdjoint()
+    if adjoint == "direct":
+        return dfx.DirectAdjoint()
+    raise ValueError(
+        f"Unknown adjoint {adjoint!r}; valid names are: checkpoint, recompute, backsolve, "
+        "direct (or pass a diffrax adjoint instance)."
+    )
+
+
+def integrate(
+    field: Any,
+    y0: PyTree[Float[ArrayLike, "..."]],
+    *,
+    t0: float | Array = 0.0,
+    t1: float | Array = 1.0,
+    solver: str | dfx.AbstractSolver = "euler",
+    steps: int | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    saveat: Literal["t1", "steps"] | Float[ArrayLike, " n"] | dfx.SaveAt | None = None,
+    args: Any = None,
+    adjoint: str | dfx.AbstractAdjoint | None = None,
+    max_steps: int = 4096,
+    dt0: float | None = None,
+    throw: bool = False,
+) -> Trajectory:
+    """Solve ``dy/dt = field(t, y, args)`` from ``y0`` at ``t0`` to ``t1``.
+
+    - ``field``: any callable ``f(t, y, args)``; ``y0``: any pytree of arrays.
+    - ``solver``: a name from :data:`terrain_jax.SOLVERS` or a diffrax solver instance.
+    - ``steps``: fixed number of equal steps. Otherwise ``rtol``/``atol`` select adaptive
+      stepping (PID controller; ``dt0`` is the first trial step, chosen automatically if
+      omitted).
+    - ``saveat``: ``"t1"`` (default), ``"steps"`` (``t0`` and every step, fixed steps
+      only), an array of times, or a ``diffrax.SaveAt``.
+    - ``adjoint``: ``"checkpoint"`` (default: store every fixed step / binomial
+      checkpoints when adaptive), ``"recompute"``, ``"backsolve"``, ``"direct"``, or a
+      diffrax adjoint.
+    - ``throw``: raise on failure instead of only reporting it in ``status``.
+
+    Works under ``jit``, ``vmap`` and ``grad``.
+    """
+    fixed = steps is not None
+    adaptive = rtol is not None or atol is not None
+    if fixed and adaptive:
+        raise ValueError("Give either `steps` (fixed steps) or `rtol`/`atol` (adaptive), not both.")
+    if not fixed and not adaptive:
+        raise ValueError("Give `steps=N` for fixed steps or `rtol=`/`atol=` for adaptive stepping.")
+    if fixed and (not isinstance(steps, int | np.integer) or steps < 1):
+        raise ValueError(f"`steps` must be a positive integer, got {steps!r}.")
+    dfx_solver = get_solver(solver)
+    y0 = _check_finite_y0(jtu.tree_map(jnp.asarray, y0))
+    t0 = jnp.asarray(t0, dtype=float)
+    t1 = jnp.asarray(t1, dtype=float)
+
+    if fixed:
+        controller = dfx.StepTo(ts=t0 + (t1 - t0) * jnp.arange(steps + 1) / steps)
+        dt0_ = None
+        max_steps_ = int(steps)
+    else:
+        if dfx_solver.error_order(dfx.ODETerm(lambda t, y, a: y)) is None:
+            raise ValueError(
+                f"{type(dfx_solver).__name__} has no error estimate, so it cannot adapt its "
+                "step: give `steps=N`, or choose an adaptive solver (bosh3, tsit5, dopri5, "
+                "dopri8, heun, midpoint, ralston, kvaerno3, kvaerno5, implicit_euler)."
+            )
+        controller = dfx.PIDController(
+            rtol=1e-3 if rtol is None else rtol, atol=1e-6 if atol is None else atol
+        )
+        if is_implicit(dfx_solver) and isinstance(solver, str):
+            # let the Newton iterations use the controller's tolerances
+            dfx_solver = type(dfx_solver)()
+        dt0_ = dt0
+        max_steps_ = max_steps
+
+    sol = dfx.diffeqsolve(
+        dfx.ODETerm(field),
+        dfx_solver,
+        t0,
+        t1,
+        dt0_,
+        y0,
+        args=args,
+        saveat=_saveat(saveat, fixed),
+        stepsize_controller=controller,
+        adjoint=_adjoint(adjoint, max_steps_ if fixed else None),
+        max_steps=max_steps_,
+        throw=False,
+    )
+    num_steps = jnp.asarray(sol.stats["num_steps"])
+    num_accepted = jnp.asarray(sol.stats["num_accepted_steps"])
+    first, later = _nfe_per_step_or_none(dfx_solver)
+    nfe = jnp.where(num_steps > 0, first + later * (num_steps - 1), 0)
+
+    # Rows of `ys` past an early stop are padded with inf by diffrax: only judge real rows.
+    real = jnp.isfinite(sol.ts)
+    finite = jnp.all(
+        jnp.stack(
+            [
+                jnp.all(jnp.isfinite(y) | ~real.reshape(real.shape + (1,) * (y.ndim - 1)))
+                for y in jtu.tree_leaves(sol.ys)
+            ]
+        )
+    )
+    status = jnp.where(
+        sol.result == dfx.RESULTS.successful,
+        jnp.where(finite, 0, 2),
+        jnp.where(sol.result == dfx.RESULTS.max_steps_reached, 1, 3),
+    ).astype(jnp.int32)
+    ys = sol.ys
+    if throw:
+        ys = eqx.error_if(ys, status == 1, "integrate: " + STATUS[1])
+        ys = eqx.error_if(ys, status == 2, "integrate: " + STATUS[2])
+        ys = eqx.error_if(ys, status == 3, "integrate: " + STATUS[3])
+    return Trajectory(
+        ts=sol.ts, ys=ys, num_steps=num_steps, num_accepted=num_accepted, nfe=nfe, status=status
+    )
+
+
+def _nfe_per_step_or_none(solver: dfx.AbstractSolver) -> tuple[int, int]:
+    try:
+        return nfe_per_step(solver)
+    except ValueError:
+        return (0, 0)

@@ -1,0 +1,40 @@
+"""Shared test helpers: tree comparisons and the canonical solver lists."""
+
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+
+from terrain_jax import SOLVERS
+
+ALL_SOLVERS = tuple(SOLVERS)
+EXPLICIT_SOLVERS = tuple(s for s in SOLVERS if s not in ("implicit_euler", "kvaerno3", "kvaerno5"))
+IMPLICIT_SOLVERS = ("implicit_euler", "kvaerno3", "kvaerno5")
+ADAPTIVE_SOLVERS = ("heun", "bosh3", "tsit5", "dopri5", "dopri8", "kvaerno3", "kvaerno5")
+
+
+def tree_allclose(x, y, *, rtol=1e-5, atol=1e-8) -> bool:
+    """Same structure and every leaf allclose."""
+    if jtu.tree_structure(x) != jtu.tree_structure(y):
+        return False
+    return all(
+        bool(jnp.allclose(a, b, rtol=rtol, atol=atol))
+        for a, b in zip(jtu.tree_leaves(x), jtu.tree_leaves(y), strict=True)
+    )
+
+
+def tree_max_abs_diff(x, y) -> float:
+    return max(
+        float(jnp.max(jnp.abs(a - b)))
+        for a, b in zip(jtu.tree_leaves(x), jtu.tree_leaves(y), strict=True)
+    )
+
+
+__all__ = [
+    "ALL_SOLVERS",
+    "EXPLICIT_SOLVERS",
+    "IMPLICIT_SOLVERS",
+    "ADAPTIVE_SOLVERS",
+    "tree_allclose",
+    "tree_max_abs_diff",
+    "jax",
+]
