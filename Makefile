@@ -1,0 +1,37 @@
+# The two commands: `make figures` and `make test`. Both set themselves up on a fresh
+# machine (Python 3.11 + pip): create .venv if missing, install the package with its
+# dependencies from pyproject.toml, then run.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: figures test lint bench venv clean-results
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## Regenerate every figure and results/CLAIMS.md (ARGS="--quick", "--force", "--only NAME").
+figures: $(STAMP)
+	$(PY) -m experiments $(ARGS)
+
+## The whole test suite, lint included.
+test: $(STAMP) lint
+	$(PY) -m pytest $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+## Benchmarks: print ratios, write results/bench_*.json.
+bench: $(STAMP)
+	$(PY) scripts/bench_integrate.py
+
+clean-results:
+	rm -rf results/*.json results/*.npz results/CLAIMS.md figures/*.png
