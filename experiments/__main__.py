@@ -13,10 +13,11 @@ import sys
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 from tqdm import tqdm
 
-from terrain_jax.plotting import save_figure
+from terrain_jax.plotting import STYLE, save_figure
 
 from . import EXPERIMENTS
 from ._common import VERDICTS, write_json, write_npz
@@ -30,9 +31,9 @@ def _load(name: str):
     return importlib.import_module(f"experiments.{name}")
 
 
-def _done(results: Path, name: str, quick: bool) -> bool:
+def _done(results: Path, figures: Path, name: str, quick: bool) -> bool:
     path = results / f"{name}.json"
-    if not path.exists() or not (ROOT / "figures" / f"{name}.png").exists():
+    if not path.exists() or not (figures / f"{name}.png").exists():
         return False
     stored_quick = json.loads(path.read_text()).get("quick", False)
     return quick or not stored_quick
@@ -58,7 +59,8 @@ def run_one(name: str, *, seed: int, quick: bool, results: Path, figures: Path) 
     if arrays:
         write_npz(results / f"{name}.npz", arrays)
     write_json(results / f"{name}.json", record)
-    fig = mod.plot(json.loads((results / f"{name}.json").read_text()), arrays)
+    with plt.rc_context(STYLE):
+        fig = mod.plot(json.loads((results / f"{name}.json").read_text()), arrays)
     save_figure(fig, figures / f"{name}.png")
     return time.perf_counter() - start
 
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     bar = tqdm(names, desc="experiments", unit="exp")
     for name in bar:
         bar.set_postfix_str(name)
-        if not a.force and _done(a.results, name, a.quick):
+        if not a.force and _done(a.results, a.figures, name, a.quick):
             tqdm.write(f"skip {name} (results exist; --force to rerun)")
             continue
         wall = run_one(name, seed=a.seed, quick=a.quick, results=a.results, figures=a.figures)

@@ -4,7 +4,7 @@ A residual block is an explicit Euler step, a DEQ is a fixed point, an optimizer
 walk on a loss terrain. This package makes each statement a function you can call.
 """
 
-from . import fields, nets, plotting, solvers, stability
+from . import bench, data, fields, nets, plotting, solvers, stability, train
 from .fields import (
     GradientField,
     HamiltonianField,
@@ -34,6 +34,8 @@ __all__ = [
     "STATUS",
     "Tableau",
     "Trajectory",
+    "bench",
+    "data",
     "fields",
     "get_solver",
     "integrate",
@@ -46,4 +48,5 @@ __all__ = [
     "stability",
     "stability_function",
     "tableau",
+    "train",
 ]

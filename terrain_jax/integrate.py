@@ -168,7 +168,7 @@ def integrate(
     t1 = jnp.asarray(t1, dtype=float)
 
     if fixed:
-        controller = dfx.StepTo(ts=t0 + (t1 - t0) * jnp.arange(steps + 1) / steps)
+        controller = dfx.StepTo(ts=t0 + (t1 - t0) * jnp.arange(steps + 1, dtype=t0.dtype) / steps)
         dt0_ = None
         max_steps_ = int(steps)
     else:
