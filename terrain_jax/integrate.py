@@ -168,7 +168,9 @@ def integrate(
     t1 = jnp.asarray(t1, dtype=float)
 
     if fixed:
-        controller = dfx.StepTo(ts=t0 + (t1 - t0) * jnp.arange(steps + 1, dtype=t0.dtype) / steps)
+        grid = t0 + (t1 - t0) * jnp.arange(steps + 1, dtype=t0.dtype) / steps
+        # pin the end exactly: round-off in the grid must not miss t1
+        controller = dfx.StepTo(ts=grid.at[-1].set(t1))
         dt0_ = None
         max_steps_ = int(steps)
     else:
