@@ -6,6 +6,7 @@ walk on a loss terrain. This package makes each statement a function you can cal
 
 from . import bench, data, fields, nets, plotting, solvers, stability, train
 from .fields import (
+    ConvField,
     GradientField,
     HamiltonianField,
     LinearField,
@@ -14,13 +15,25 @@ from .fields import (
     PiecewiseConstantField,
 )
 from .integrate import STATUS, Trajectory, integrate
-from .nets import ODEBlock, ResidualNet
+from .nets import (
+    AbstractDepthNet,
+    HighwayNet,
+    ODEBlock,
+    PlainNet,
+    ResidualNet,
+    ScaledResidualNet,
+)
 from .solvers import RK4, SOLVERS, Tableau, get_solver, tableau
 from .stability import max_stable_step, real_stability_interval, region, stability_function
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AbstractDepthNet",
+    "ConvField",
+    "HighwayNet",
+    "PlainNet",
+    "ScaledResidualNet",
     "GradientField",
     "HamiltonianField",
     "LinearField",

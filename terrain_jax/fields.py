@@ -17,6 +17,7 @@ import jax.tree_util as jtu
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 __all__ = [
+    "ConvField",
     "MLPField",
     "LinearField",
     "GradientField",
@@ -44,6 +45,29 @@ def _activation(name: str) -> Callable[[Array], Array]:
         raise ValueError(f"Unknown activation {name!r}; valid names are: {valid}.") from None
 
 
+_INITS = ("uniform", "he", "lecun", "orthogonal")
+
+
+def _init_weight(key: PRNGKeyArray, shape: tuple[int, ...], fan_in: int, init: str) -> Array:
+    """A weight of ``shape`` (output axis first) under a named initialisation.
+
+    ``uniform``: U(±1/√fan_in) (PyTorch's default); ``he``: N(0, 2/fan_in), for ReLU;
+    ``lecun``: N(0, 1/fan_in); ``orthogonal``: orthogonal rows/columns of the
+    ``(out, fan_in)`` matrix, gain 1.
+    """
+    if init == "uniform":
+        lim = 1.0 / jnp.sqrt(fan_in)
+        return jax.random.uniform(key, shape, minval=-lim, maxval=lim)
+    if init == "he":
+        return jax.random.normal(key, shape) * jnp.sqrt(2.0 / fan_in)
+    if init == "lecun":
+        return jax.random.normal(key, shape) * jnp.sqrt(1.0 / fan_in)
+    if init == "orthogonal":
+        flat = jax.nn.initializers.orthogonal()(key, (shape[0], fan_in))
+        return flat.reshape(shape)
+    raise ValueError(f"Unknown init {init!r}; valid names are: {', '.join(_INITS)}.")
+
+
 class MLPField(eqx.Module):
     """A learned field ``f(t, y) = W_L σ(... σ(W_1 [y, t] + b_1) ...) + b_L``.
 
@@ -67,20 +91,23 @@ class MLPField(eqx.Module):
         activation: str = "tanh",
         time: bool = False,
         zero_last: bool = False,
+        init: str = "uniform",
     ):
         """``depth`` hidden layers of size ``hidden`` map ``width -> width``.
 
-        ``zero_last`` starts the output layer at zero (the field, and so each residual
-        block, starts as the identity map).
+        ``init`` names the weight initialisation (``uniform``, ``he``, ``lecun``,
+        ``orthogonal``); biases start at zero. ``zero_last`` starts the output layer at
+        zero (the field, and so each residual block, starts as the identity map).
         """
         _activation(activation)
+        if init not in _INITS:
+            raise ValueError(f"Unknown init {init!r}; valid names are: {', '.join(_INITS)}.")
         sizes = [width + int(time)] + [hidden] * depth + [width]
         keys = jax.random.split(key, len(sizes) - 1)
         self.weights, self.biases = [], []
         for i, (k, n_in, n_out) in enumerate(zip(keys, sizes[:-1], sizes[1:], strict=True)):
             last = i == len(sizes) - 2
-            lim = 1.0 / jnp.sqrt(n_in)
-            w = jax.random.uniform(k, (n_out, n_in), minval=-lim, maxval=lim)
+            w = _init_weight(k, (n_out, n_in), n_in, init)
             if last and zero_last:
                 w = jnp.zeros_like(w)
             self.weights.append(w)
@@ -100,6 +127,63 @@ class MLPField(eqx.Module):
             if i < n - 1:
                 h = act(h)
         return h
+
+
+class ConvField(eqx.Module):
+    """A convolutional field ``f(y) = K_2 * σ(K_1 * y + b_1) + b_2`` on ``(*batch, C, *space)``.
+
+    1-D (``dims=1``) or 2-D (``dims=2``) 'SAME' convolutions that keep the channel count
+    ``channels`` and the spatial shape, so ``y + h f(y)`` is a convolutional residual
+    block and ``integrate`` can solve it as an ODE.
+    """
+
+    kernels: list[Array]
+    biases: list[Array]
+    dims: int = eqx.field(static=True)
+    activation: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        channels: int,
+        hidden: int,
+        *,
+        key: PRNGKeyArray,
+        dims: int = 1,
+        kernel_size: int = 3,
+        activation: str = "relu",
+        zero_last: bool = False,
+        init: str = "he",
+    ):
+        _activation(activation)
+        if dims not in (1, 2):
+            raise ValueError(f"ConvField supports dims=1 or dims=2, got {dims!r}.")
+        if init not in _INITS:
+            raise ValueError(f"Unknown init {init!r}; valid names are: {', '.join(_INITS)}.")
+        k1, k2 = jax.random.split(key)
+        ks = (kernel_size,) * dims
+        fan1, fan2 = channels * kernel_size**dims, hidden * kernel_size**dims
+        w1 = _init_weight(k1, (hidden, channels, *ks), fan1, init)
+        w2 = _init_weight(k2, (channels, hidden, *ks), fan2, init)
+        if zero_last:
+            w2 = jnp.zeros_like(w2)
+        self.kernels = [w1, w2]
+        self.biases = [jnp.zeros((hidden,)), jnp.zeros((channels,))]
+        self.dims = dims
+        self.activation = activation
+
+    def _conv(self, w: Array, b: Array, y: Array) -> Array:
+        batch = y.shape[: y.ndim - self.dims - 1]
+        flat = y.reshape((-1,) + y.shape[len(batch) :])
+        spec = ("NCH", "OIH", "NCH") if self.dims == 1 else ("NCHW", "OIHW", "NCHW")
+        out = jax.lax.conv_general_dilated(
+            flat, w, window_strides=(1,) * self.dims, padding="SAME", dimension_numbers=spec
+        )
+        out = out + b.reshape((-1,) + (1,) * self.dims)
+        return out.reshape(batch + out.shape[1:])
+
+    def __call__(self, t: Any, y: Array, args: Any = None) -> Array:
+        h = _activation(self.activation)(self._conv(self.kernels[0], self.biases[0], y))
+        return self._conv(self.kernels[1], self.biases[1], h)
 
 
 class LinearField(eqx.Module):

@@ -16,18 +16,230 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .fields import MLPField, PiecewiseConstantField
+from .fields import ConvField, MLPField, PiecewiseConstantField
 from .integrate import Trajectory, integrate
 
-__all__ = ["ResidualNet", "ODEBlock"]
+__all__ = [
+    "AbstractDepthNet",
+    "PlainNet",
+    "ResidualNet",
+    "HighwayNet",
+    "ScaledResidualNet",
+    "Gate",
+    "ODEBlock",
+    "make_blocks",
+    "BLOCK_KINDS",
+]
+
+BLOCK_KINDS = ("mlp", "conv1d", "conv2d")
 
 
-class ResidualNet(eqx.Module):
-    """``N`` residual blocks ``x ← x + h·f_k(x)``, ``h = T/N``, run with ``lax.scan``.
+def _make_block(
+    kind: str,
+    width: int,
+    hidden: int,
+    key: PRNGKeyArray,
+    *,
+    activation: str,
+    init: str,
+    zero_last: bool,
+    kernel_size: int,
+) -> Any:
+    if kind == "mlp":
+        return MLPField(
+            width, hidden, key=key, activation=activation, init=init, zero_last=zero_last
+        )
+    if kind in ("conv1d", "conv2d"):
+        return ConvField(
+            width,
+            hidden,
+            key=key,
+            dims=1 if kind == "conv1d" else 2,
+            kernel_size=kernel_size,
+            activation=activation,
+            init=init,
+            zero_last=zero_last,
+        )
+    raise ValueError(f"Unknown block kind {kind!r}; valid names are: {', '.join(BLOCK_KINDS)}.")
 
-    ``blocks`` is one field whose array leaves carry a leading axis of size ``N``
-    (untied weights), or a single field used at every step (``tied=True``). Block ``k``
-    is called at time ``t_k = k h`` so time-dependent fields see the Euler grid.
+
+def make_blocks(
+    kind: str,
+    width: int,
+    hidden: int,
+    depth: int,
+    *,
+    key: PRNGKeyArray,
+    activation: str = "tanh",
+    init: str = "uniform",
+    zero_last: bool = False,
+    kernel_size: int = 3,
+) -> Any:
+    """``depth`` independent blocks stacked into one pytree (leading axis ``depth``).
+
+    ``kind`` is ``mlp`` (an :class:`MLPField` ``width -> hidden -> width``), ``conv1d``
+    or ``conv2d`` (a :class:`ConvField` with ``width`` channels and ``hidden`` hidden
+    channels). Stacked blocks are what lets a net run its layers with ``lax.scan``:
+    compile time does not grow with depth.
+    """
+    kw = dict(activation=activation, init=init, zero_last=zero_last, kernel_size=kernel_size)
+    return eqx.filter_vmap(lambda k: _make_block(kind, width, hidden, k, **kw))(
+        jax.random.split(key, depth)
+    )
+
+
+class Gate(eqx.Module):
+    """Highway transform gate ``T(x) = sigmoid(W x + b)`` along the feature axis.
+
+    For MLP blocks the feature axis is the last one; for convolutional blocks it is the
+    channel axis (a 1×1 convolution), ``axis = -(dims + 1)``.
+    """
+
+    weight: Float[Array, "width width"]
+    bias: Float[Array, " width"]
+    axis: int = eqx.field(static=True)
+
+    def __init__(self, width: int, *, key: PRNGKeyArray, bias: float = -1.0, axis: int = -1):
+        lim = 1.0 / jnp.sqrt(width)
+        self.weight = jax.random.uniform(key, (width, width), minval=-lim, maxval=lim)
+        self.bias = jnp.full((width,), bias)
+        self.axis = axis
+
+    def __call__(self, x: Array) -> Array:
+        z = jnp.moveaxis(x, self.axis, -1)
+        z = jax.nn.sigmoid(z @ self.weight.T + self.bias)
+        return jnp.moveaxis(z, -1, self.axis)
+
+
+class AbstractDepthNet(eqx.Module):
+    """Common interface of the depth families: ``depth`` blocks run with ``lax.scan``.
+
+    ``blocks`` is one pytree whose array leaves carry a leading axis of size ``depth``
+    (untied), or a single block used at every layer (``tied``). Concrete families define
+    ``_update(block, t, x) -> x_next``; everything else is shared:
+
+    - ``net(x)``, ``net(x, return_hidden=True)`` (all ``depth + 1`` states);
+    - ``net(x, taps=...)``: ``taps`` (stacked like the hidden states, leading axis
+      ``depth``) is added to the state after each layer, so ``grad`` w.r.t. zero taps
+      gives every layer's ``∂L/∂x_k`` in one backward pass;
+    - ``net(x, mask=...)``: a boolean per layer; a layer whose mask is ``False`` is
+      deleted (passes its input through), the lesion of Veit et al. 2016;
+    - ``net.block(k)`` and ``net.layer_map(k)`` (``x ↦ x_{k+1}``) for Jacobians.
+    """
+
+    blocks: eqx.AbstractVar[Any]
+    depth: eqx.AbstractVar[int]
+    tied: eqx.AbstractVar[bool]
+
+    def _update(self, block: Any, t: Array, x: Array) -> Array:
+        raise NotImplementedError
+
+    def _time(self, k: Array) -> Array:
+        return k
+
+    def block(self, k: int | Array) -> Any:
+        """Block ``k`` as a standalone module."""
+        if self.tied:
+            return self.blocks
+        params, static = eqx.partition(self.blocks, eqx.is_array)
+        return eqx.combine(jtu.tree_map(lambda a: a[k], params), static)
+
+    def layer_map(self, k: int | Array):
+        """The map ``x_k ↦ x_{k+1}`` of layer ``k``."""
+        blk = self.block(k)
+        t = self._time(jnp.asarray(k, dtype=float))
+        return lambda x: self._update(blk, t, x)
+
+    def __call__(
+        self,
+        x: Array,
+        *,
+        return_hidden: bool = False,
+        taps: Array | None = None,
+        mask: Array | None = None,
+    ) -> Array | tuple[Array, Array]:
+        """Final state; with ``return_hidden``, also the ``depth + 1`` hidden states."""
+        params, static = eqx.partition(self.blocks, eqx.is_array)
+        ks = jnp.arange(self.depth, dtype=x.dtype)
+
+        def step(y, inp):
+            k, p, tap, keep = inp
+            blk = self.blocks if self.tied else eqx.combine(p, static)
+            new = self._update(blk, self._time(k), y)
+            y = new if keep is None else jnp.where(keep, new, y)
+            if tap is not None:
+                y = y + tap
+            return y, (y if return_hidden else None)
+
+        if mask is not None:
+            mask = jnp.asarray(mask, dtype=bool)
+            if mask.shape != (self.depth,):
+                raise ValueError(f"mask must have shape ({self.depth},), got {mask.shape}.")
+        xs = (ks, None if self.tied else params, taps, mask)
+        y, hs = jax.lax.scan(step, x, xs)
+        if return_hidden:
+            return y, jnp.concatenate([x[None], hs], axis=0)
+        return y
+
+
+def _init_common(self, width, hidden, depth, key, tied, blocks, block, **kw):
+    self.depth = depth
+    self.tied = tied
+    if blocks is not None:
+        self.blocks = blocks
+    elif tied:
+        self.blocks = _make_block(block, width, hidden, key, **kw)
+    else:
+        self.blocks = make_blocks(block, width, hidden, depth, key=key, **kw)
+
+
+class PlainNet(AbstractDepthNet):
+    """``x ← f_k(x)``: the same blocks as :class:`ResidualNet` without the identity path."""
+
+    blocks: Any
+    depth: int = eqx.field(static=True)
+    tied: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        width: int,
+        hidden: int,
+        depth: int,
+        *,
+        key: PRNGKeyArray,
+        block: str = "mlp",
+        activation: str = "tanh",
+        init: str = "uniform",
+        kernel_size: int = 3,
+        tied: bool = False,
+        blocks: Any = None,
+    ):
+        _init_common(
+            self,
+            width,
+            hidden,
+            depth,
+            key,
+            tied,
+            blocks,
+            block,
+            activation=activation,
+            init=init,
+            zero_last=False,
+            kernel_size=kernel_size,
+        )
+
+    def _update(self, block, t, x):
+        return block(t, x, None)
+
+
+class ResidualNet(AbstractDepthNet):
+    """``x ← x + h·f_k(x)``, ``h = T/N``: ``N`` explicit Euler steps of the field.
+
+    Block ``k`` is called at time ``t_k = k h``, so time-dependent fields see the Euler
+    grid. ``as_field()`` is the field this net integrates: the tied block, or the
+    piecewise-constant field of the untied ones. Give ``h`` instead of ``T`` for a fixed
+    step (``h = 1`` is the classic ResNet ``x + f(x)``).
     """
 
     blocks: Any
@@ -43,31 +255,42 @@ class ResidualNet(eqx.Module):
         *,
         key: PRNGKeyArray,
         T: float = 1.0,
+        h: float | None = None,
         tied: bool = False,
+        block: str = "mlp",
         activation: str = "tanh",
+        init: str = "uniform",
         zero_last: bool = False,
+        kernel_size: int = 3,
         blocks: Any = None,
     ):
-        """Build ``depth`` MLP blocks ``width -> hidden -> width`` (or pass ``blocks``)."""
-        self.depth = depth
-        self.T = T
-        self.tied = tied
-        if blocks is not None:
-            self.blocks = blocks
-        elif tied:
-            self.blocks = MLPField(
-                width, hidden, key=key, activation=activation, zero_last=zero_last
-            )
-        else:
-            keys = jax.random.split(key, depth)
-            self.blocks = eqx.filter_vmap(
-                lambda k: MLPField(width, hidden, key=k, activation=activation, zero_last=zero_last)
-            )(keys)
+        """Build ``depth`` blocks ``width -> hidden -> width`` (or pass ``blocks``)."""
+        _init_common(
+            self,
+            width,
+            hidden,
+            depth,
+            key,
+            tied,
+            blocks,
+            block,
+            activation=activation,
+            init=init,
+            zero_last=zero_last,
+            kernel_size=kernel_size,
+        )
+        self.T = float(h * depth) if h is not None else float(T)
 
     @property
     def h(self) -> float:
         """The step size ``T/N``."""
         return self.T / self.depth
+
+    def _time(self, k):
+        return k * self.h
+
+    def _update(self, block, t, x):
+        return x + self.h * block(t, x, None)
 
     def as_field(self) -> Any:
         """The field this net integrates with Euler: tied block, or piecewise constant."""
@@ -75,25 +298,114 @@ class ResidualNet(eqx.Module):
             return self.blocks
         return PiecewiseConstantField(self.blocks, self.depth, 0.0, self.T)
 
-    def __call__(
-        self, x: Float[Array, "*batch width"], *, return_hidden: bool = False
-    ) -> Array | tuple[Array, Array]:
-        """Final state; with ``return_hidden``, also the ``N + 1`` hidden states."""
-        params, static = eqx.partition(self.blocks, eqx.is_array)
-        h = self.h
 
-        def step(y, inp):
-            k, p = inp
-            block = eqx.combine(p, static) if not self.tied else self.blocks
-            y = y + h * block(k * h, y, None)
-            return y, (y if return_hidden else None)
+class HighwayNet(AbstractDepthNet):
+    """``x ← x + T_k(x) ⊙ (f_k(x) − x)``, gate ``T_k = sigmoid(W x + b)`` (Srivastava 2015).
 
-        ks = jnp.arange(self.depth, dtype=x.dtype)
-        xs = (ks, None if self.tied else params)
-        y, hs = jax.lax.scan(step, x, xs)
-        if return_hidden:
-            return y, jnp.concatenate([x[None], hs], axis=0)
-        return y
+    ``T → 0`` carries ``x`` through unchanged; ``T → 1`` closes the identity path and
+    leaves the plain net ``x ← f_k(x)``. ``gate_bias`` sets where the gates start
+    (negative: mostly carry, as Srivastava et al. recommend).
+    """
+
+    blocks: tuple[Any, Gate]
+    depth: int = eqx.field(static=True)
+    tied: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        width: int,
+        hidden: int,
+        depth: int,
+        *,
+        key: PRNGKeyArray,
+        gate_bias: float = -1.0,
+        block: str = "mlp",
+        activation: str = "tanh",
+        init: str = "uniform",
+        kernel_size: int = 3,
+        tied: bool = False,
+        blocks: Any = None,
+    ):
+        kf, kg = jax.random.split(key)
+        _init_common(
+            self,
+            width,
+            hidden,
+            depth,
+            kf,
+            tied,
+            None,
+            block,
+            activation=activation,
+            init=init,
+            zero_last=False,
+            kernel_size=kernel_size,
+        )
+        axis = -1 if block == "mlp" else -(2 if block == "conv1d" else 3)
+        if blocks is not None:
+            self.blocks = blocks
+        elif tied:
+            self.blocks = (self.blocks, Gate(width, key=kg, bias=gate_bias, axis=axis))
+        else:
+            gates = eqx.filter_vmap(lambda k: Gate(width, key=k, bias=gate_bias, axis=axis))(
+                jax.random.split(kg, depth)
+            )
+            self.blocks = (self.blocks, gates)
+
+    def _update(self, block, t, x):
+        f, gate = block
+        g = gate(x)
+        return x + g * (f(t, x, None) - x)
+
+
+class ScaledResidualNet(AbstractDepthNet):
+    """``x ← (1 − β) x + α f_k(x)``: non-expansive when ``α ≤ β / Lip(f)``.
+
+    The layer's Jacobian is ``(1 − β) I + α J_f``, whose norm is at most
+    ``1 − β + α Lip(f)``; with ``α ≤ β/Lip(f)`` that is ``≤ 1``.
+    """
+
+    blocks: Any
+    alpha: float | Array
+    beta: float | Array
+    depth: int = eqx.field(static=True)
+    tied: bool = eqx.field(static=True)
+
+    def __init__(
+        self,
+        width: int,
+        hidden: int,
+        depth: int,
+        *,
+        key: PRNGKeyArray,
+        alpha: float = 0.1,
+        beta: float = 0.1,
+        block: str = "mlp",
+        activation: str = "tanh",
+        init: str = "uniform",
+        kernel_size: int = 3,
+        tied: bool = False,
+        blocks: Any = None,
+    ):
+        _init_common(
+            self,
+            width,
+            hidden,
+            depth,
+            key,
+            tied,
+            blocks,
+            block,
+            activation=activation,
+            init=init,
+            zero_last=False,
+            kernel_size=kernel_size,
+        )
+        self.alpha = alpha
+        self.beta = beta
+
+    def _update(self, block, t, x):
+        return (1.0 - self.beta) * x + self.alpha * block(t, x, None)
 
 
 class ODEBlock(eqx.Module):
