@@ -1,0 +1,202 @@
+"""Effective receptive field of a convolutional plain net vs a residual net.
+
+For a 2-D convolutional net the *theoretical* receptive field of an output pixel grows
+linearly with depth (two 3×3 convolutions per block: radius ``2L``). Luo et al. 2016
+("Understanding the effective receptive field in deep CNNs") measure the *effective*
+receptive field (ERF), the map ``|∂y_centre/∂x|`` averaged over inputs, and find it
+Gaussian-like with a radius growing only like ``√L``. Veit et al. 2016 read a ResNet as an
+ensemble of paths whose lengths are binomially distributed around ``L/2``: the ERF of a
+residual net should then be dominated by short paths.
+
+Here, at initialisation (He init, ReLU, same blocks for both nets, residual step ``h = 1``),
+for depths ``L`` = 2 … 32 blocks, the ERF of the centre output (summed over channels) is
+averaged over random Gaussian inputs. Its width is the root-mean-square distance from the
+centre under the normalised ERF mass; the growth exponent is the log-log slope of width
+against ``L``. Nothing is trained: this is the geometry the architectures start from.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import matplotlib.patches as mpatches
+import numpy as np
+
+from terrain_jax import PlainNet, ResidualNet
+from terrain_jax.plotting import COLORS, figure
+
+from ._common import claim
+
+NAME = "receptive_field"
+TITLE = "Effective receptive field: plain vs residual conv nets"
+
+CHANNELS = 16
+KERNEL = 3
+
+
+def _erf(net, size: int, samples: int, key) -> np.ndarray:
+    """Mean ``|∂ Σ_c y[c, centre] / ∂x|`` over random inputs, summed over input channels."""
+    c = size // 2
+
+    def centre(x):
+        return jnp.sum(net(x[None])[0, :, c, c])
+
+    xs = jax.random.normal(key, (samples, CHANNELS, size, size))
+    grads = jax.vmap(jax.grad(centre))(xs)
+    return np.asarray(jnp.mean(jnp.sum(jnp.abs(grads), axis=1), axis=0))
+
+
+def _width(erf: np.ndarray) -> float:
+    """RMS distance from the centre under the ERF normalised to unit mass."""
+    n = erf.shape[0]
+    r = np.arange(n) - n // 2
+    d2 = r[:, None] ** 2 + r[None, :] ** 2
+    p = erf / erf.sum()
+    return float(np.sqrt(np.sum(p * d2)))
+
+
+def _centre_fraction(erf: np.ndarray, radius: int) -> float:
+    """Fraction of ERF mass within ``radius`` pixels (Chebyshev) of the centre."""
+    c = erf.shape[0] // 2
+    win = erf[c - radius : c + radius + 1, c - radius : c + radius + 1]
+    return float(win.sum() / erf.sum())
+
+
+def run(seed: int, quick: bool) -> dict:
+    depths = [2, 4, 8] if quick else [2, 4, 8, 16, 32]
+    # odd; at L = 32 the theoretical radius (64) exceeds the image, but the ERF's RMS width
+    # is ~10 px and its mass beyond 32 px is negligible
+    size = 33 if quick else 65
+    samples = 4 if quick else 8
+    key = jax.random.PRNGKey(seed)
+    erfs = {"plain": [], "residual": []}
+    widths = {"plain": [], "residual": []}
+    centre = {"plain": [], "residual": []}
+    for depth in depths:
+        kn, kx, key = jax.random.split(key, 3)
+        common = dict(block="conv2d", activation="relu", init="he", kernel_size=KERNEL)
+        nets = {
+            "plain": PlainNet(CHANNELS, CHANNELS, depth, key=kn, **common),
+            "residual": ResidualNet(CHANNELS, CHANNELS, depth, key=kn, h=1.0, **common),
+        }
+        for name, net in nets.items():
+            e = _erf(eqx.filter_jit(net), size, samples, kx)
+            erfs[name].append(e)
+            widths[name].append(_width(e))
+            centre[name].append(_centre_fraction(e, 2))
+    L = np.array(depths, dtype=float)
+    slope = {k: float(np.polyfit(np.log(L), np.log(widths[k]), 1)[0]) for k in widths}
+    theoretical = [2.0 * d * (KERNEL // 2) for d in depths]  # radius of the theoretical RF
+    ratio_deepest = {k: widths[k][-1] / theoretical[-1] for k in widths}
+
+    claims = [
+        claim(
+            "The effective receptive field grows like √depth (exponent ≈ 0.5, within ±0.15), "
+            "far slower than the theoretical one (exponent 1)",
+            "Luo et al. 2016",
+            "supported"
+            if all(abs(s - 0.5) <= 0.15 for s in slope.values())
+            else ("nuanced" if any(abs(s - 0.5) <= 0.15 for s in slope.values()) else "refuted"),
+            {"width_exponent": slope},
+            {"width_exponent": 0.5},
+        ),
+        claim(
+            "A residual net's ERF is concentrated on short paths: at the deepest net it is "
+            "narrower than the plain net's (RMS width residual < plain)",
+            "Veit et al. 2016 (ResNets as ensembles of shallow paths)",
+            "supported" if widths["residual"][-1] < widths["plain"][-1] else "refuted",
+            {
+                "depth": depths[-1],
+                "rms_width_residual": widths["residual"][-1],
+                "rms_width_plain": widths["plain"][-1],
+            },
+            "rms_width_residual < rms_width_plain",
+        ),
+    ]
+    metrics = {
+        "depths": depths,
+        "image_size": size,
+        "channels": CHANNELS,
+        "samples": samples,
+        "rms_width_plain": widths["plain"],
+        "rms_width_residual": widths["residual"],
+        "theoretical_rf_radius": theoretical,
+        "width_exponent_plain": slope["plain"],
+        "width_exponent_residual": slope["residual"],
+        "width_over_theoretical_radius_deepest": ratio_deepest,
+        "centre_5x5_mass_fraction_plain": centre["plain"],
+        "centre_5x5_mass_fraction_residual": centre["residual"],
+    }
+    arrays = {
+        "erf_plain": np.stack(erfs["plain"]),
+        "erf_residual": np.stack(erfs["residual"]),
+    }
+    return {"metrics": metrics, "claims": claims, "arrays": arrays}
+
+
+def _depth_ticks(ax, depths) -> None:
+    ax.minorticks_off()
+    ax.set_xticks(depths)
+    ax.set_xticklabels([str(d) for d in depths])
+
+
+def plot(result: dict, arrays: dict):
+    m = result["metrics"]
+    depths = m["depths"]
+    show = [0, len(depths) // 2, len(depths) - 1]
+    fig, axes = figure(2, len(show) + 1, size=(2.9, 2.7))
+    size = m["image_size"]
+    half = size // 2
+    extent = (-half - 0.5, half + 0.5, -half - 0.5, half + 0.5)
+    for row, name in enumerate(["plain", "residual"]):
+        for col, i in enumerate(show):
+            ax = axes[row, col]
+            e = arrays[f"erf_{name}"][i]
+            ax.imshow(np.log10(e / e.max() + 1e-12), vmin=-4, vmax=0, extent=extent, cmap="magma")
+            r = m["theoretical_rf_radius"][i]
+            ax.add_patch(
+                mpatches.Rectangle(
+                    (-r - 0.5, -r - 0.5), 2 * r + 1, 2 * r + 1, fill=False, ec="w", ls="--", lw=0.8
+                )
+            )
+            ax.set_title(f"{name}, L = {depths[i]}: RMS {m[f'rms_width_{name}'][i]:.1f}px")
+            ax.grid(False)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[1, 0].set_xlabel("log10 |∂y_centre/∂x| (dashed: theoretical RF)")
+    ax = axes[0, -1]
+    for name in ["plain", "residual"]:
+        ax.loglog(
+            depths,
+            m[f"rms_width_{name}"],
+            "o-",
+            color=COLORS[name if name == "plain" else "resnet"],
+            label=f"{name}: slope {m[f'width_exponent_{name}']:.2f}",
+        )
+    ax.loglog(depths, m["theoretical_rf_radius"], "k--", lw=1, label="theoretical radius (slope 1)")
+    ref = np.array(depths, float)
+    ax.loglog(depths, m["rms_width_residual"][0] * np.sqrt(ref / ref[0]), "k:", lw=1, label="√L")
+    _depth_ticks(ax, depths)
+    ax.set_ylim(2, 400)
+    ax.set_yticks([3, 10, 30, 100])
+    ax.set_yticklabels(["3", "10", "30", "100"])
+    ax.set_xlabel("blocks L")
+    ax.set_ylabel("ERF RMS width (px)")
+    ax.legend(loc="upper left", fontsize=7)
+    ax.set_title("ERF width vs depth")
+    ax = axes[1, -1]
+    for name in ["plain", "residual"]:
+        ax.semilogx(
+            depths,
+            m[f"centre_5x5_mass_fraction_{name}"],
+            "o-",
+            color=COLORS[name if name == "plain" else "resnet"],
+            label=name,
+        )
+    _depth_ticks(ax, depths)
+    ax.set_xlabel("blocks L")
+    ax.set_ylabel("ERF mass in central 5×5")
+    ax.legend()
+    ax.set_title("concentration at the centre")
+    fig.suptitle("Effective receptive field at initialisation (He init, ReLU, 16 channels)")
+    fig.tight_layout()
+    return fig
