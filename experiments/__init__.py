@@ -4,5 +4,6 @@ EXPERIMENTS: tuple[str, ...] = (
     "bunny",
     "stability_regions",
     "resnet_euler",
+    "receptive_field",
 )
 """Registered experiments, in run order (module names under ``experiments/``)."""
