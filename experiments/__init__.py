@@ -5,5 +5,6 @@ EXPERIMENTS: tuple[str, ...] = (
     "stability_regions",
     "resnet_euler",
     "receptive_field",
+    "jacobian_spectra",
 )
 """Registered experiments, in run order (module names under ``experiments/``)."""
