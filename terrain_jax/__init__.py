@@ -4,7 +4,7 @@ A residual block is an explicit Euler step, a DEQ is a fixed point, an optimizer
 walk on a loss terrain. This package makes each statement a function you can call.
 """
 
-from . import bench, data, fields, nets, plotting, solvers, stability, train
+from . import bench, data, fields, nets, plotting, solvers, spectra, stability, train
 from .fields import (
     ConvField,
     GradientField,
@@ -24,11 +24,38 @@ from .nets import (
     ScaledResidualNet,
 )
 from .solvers import RK4, SOLVERS, Tableau, get_solver, tableau
+from .spectra import (
+    block_field_jacobian,
+    condition_number,
+    end_to_end_jacobian,
+    jacobian,
+    jacobian_eigenvalues,
+    jacobian_singular_values,
+    jacobian_singular_values_lanczos,
+    layer_gradient_norms,
+    layer_jacobian,
+    lipschitz_lower_bound,
+    lipschitz_upper_bound,
+    top_singular_value,
+)
 from .stability import max_stable_step, real_stability_interval, region, stability_function
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "block_field_jacobian",
+    "condition_number",
+    "end_to_end_jacobian",
+    "jacobian",
+    "jacobian_eigenvalues",
+    "jacobian_singular_values",
+    "jacobian_singular_values_lanczos",
+    "layer_gradient_norms",
+    "layer_jacobian",
+    "lipschitz_lower_bound",
+    "lipschitz_upper_bound",
+    "top_singular_value",
+    "spectra",
     "AbstractDepthNet",
     "ConvField",
     "HighwayNet",

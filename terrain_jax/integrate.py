@@ -19,7 +19,13 @@ import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PyTree
 
-from .solvers import get_solver, is_implicit, nfe_per_step
+from .solvers import (
+    get_solver,
+    has_error_estimate,
+    implicit_root_finder,
+    is_implicit,
+    nfe_per_step,
+)
 
 __all__ = ["integrate", "Trajectory", "STATUS"]
 
@@ -50,8 +56,9 @@ class Trajectory(eqx.Module):
 
     @property
     def y1(self) -> PyTree:
-        """The state at the last saved time."""
-        return jtu.tree_map(lambda y: y[-1], self.ys)
+        """The state at the last saved time (also on a ``vmap``-ed result)."""
+        lead = jnp.ndim(self.ts) - 1  # batch axes added by vmap come before the time axis
+        return jtu.tree_map(lambda y: y[(slice(None),) * lead + (-1,)], self.ys)
 
     @property
     def ok(self) -> Array:
@@ -173,8 +180,11 @@ def integrate(
         controller = dfx.StepTo(ts=grid.at[-1].set(t1))
         dt0_ = None
         max_steps_ = int(steps)
+        if is_implicit(dfx_solver) and isinstance(solver, str):
+            dtype = jnp.result_type(*jtu.tree_leaves(y0))
+            dfx_solver = type(dfx_solver)(root_finder=implicit_root_finder(dtype))
     else:
-        if dfx_solver.error_order(dfx.ODETerm(lambda t, y, a: y)) is None:
+        if not has_error_estimate(dfx_solver):
             raise ValueError(
                 f"{type(dfx_solver).__name__} has no error estimate, so it cannot adapt its "
                 "step: give `steps=N`, or choose an adaptive solver (bosh3, tsit5, dopri5, "
@@ -206,7 +216,9 @@ def integrate(
     num_steps = jnp.asarray(sol.stats["num_steps"])
     num_accepted = jnp.asarray(sol.stats["num_accepted_steps"])
     first, later = _nfe_per_step_or_none(dfx_solver)
-    nfe = jnp.where(num_steps > 0, first + later * (num_steps - 1), 0)
+    # a rejected step of a first-same-as-last method must re-evaluate its first stage
+    extra = (num_steps - num_accepted) * (first - later)
+    nfe = jnp.where(num_steps > 0, first + later * (num_steps - 1) + extra, 0)
 
     # Rows of `ys` past an early stop are padded with inf by diffrax: only judge real rows.
     real = jnp.isfinite(sol.ts)
