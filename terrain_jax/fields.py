@@ -7,6 +7,7 @@ learned fields, linear fields with closed-form flows, gradient flows of a potent
 (damped) Hamiltonian flows, and Flax NNX modules.
 """
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -129,18 +130,45 @@ class MLPField(eqx.Module):
         return h
 
 
+def _shift_conv(w: Array, y: Array, dims: int) -> Array:
+    """'SAME' stride-1 convolution (cross-correlation) of ``(*batch, C, *space)`` with
+    ``(O, C, *k)`` as a sum over kernel offsets of channel matmuls of shifted inputs."""
+    k = w.shape[2:]
+    space = y.shape[-dims:]
+    pad = [(0, 0)] * (y.ndim - dims) + [(ki // 2, ki // 2) for ki in k]
+    yp = jnp.pad(y, pad)
+    out = 0.0
+    for offset in itertools.product(*(range(ki) for ki in k)):
+        window = yp[
+            (..., slice(None)) + tuple(slice(o, o + n) for o, n in zip(offset, space, strict=True))
+        ]
+        out = out + jnp.einsum(
+            "oc,...c" + "xy"[:dims] + "->...o" + "xy"[:dims],
+            w[(slice(None), slice(None)) + offset],
+            window,
+        )
+    return out
+
+
 class ConvField(eqx.Module):
     """A convolutional field ``f(y) = K_2 * σ(K_1 * y + b_1) + b_2`` on ``(*batch, C, *space)``.
 
     1-D (``dims=1``) or 2-D (``dims=2``) 'SAME' convolutions that keep the channel count
     ``channels`` and the spatial shape, so ``y + h f(y)`` is a convolutional residual
     block and ``integrate`` can solve it as an ODE.
+
+    ``impl="matmul"`` (default) computes each convolution as a sum of shifted channel
+    matmuls; ``impl="xla"`` calls ``lax.conv_general_dilated``. Same function; the reason
+    is speed: on XLA:CPU the gradient of ``conv_general_dilated`` inside the ``lax.scan``
+    that runs a depth net was measured ~15-20x slower than the matmul form (16 blocks,
+    batch 128, 32 channels, length 40).
     """
 
     kernels: list[Array]
     biases: list[Array]
     dims: int = eqx.field(static=True)
     activation: str = eqx.field(static=True)
+    impl: str = eqx.field(static=True)
 
     def __init__(
         self,
@@ -153,8 +181,13 @@ class ConvField(eqx.Module):
         activation: str = "relu",
         zero_last: bool = False,
         init: str = "he",
+        impl: str = "matmul",
     ):
         _activation(activation)
+        if impl not in ("matmul", "xla"):
+            raise ValueError(f"Unknown impl {impl!r}; valid names are: matmul, xla.")
+        if kernel_size % 2 != 1:
+            raise ValueError(f"'SAME' convolutions need an odd kernel_size, got {kernel_size}.")
         if dims not in (1, 2):
             raise ValueError(f"ConvField supports dims=1 or dims=2, got {dims!r}.")
         if init not in _INITS:
@@ -170,8 +203,14 @@ class ConvField(eqx.Module):
         self.biases = [jnp.zeros((hidden,)), jnp.zeros((channels,))]
         self.dims = dims
         self.activation = activation
+        self.impl = impl
 
     def _conv(self, w: Array, b: Array, y: Array) -> Array:
+        if self.impl == "matmul":
+            return _shift_conv(w, y, self.dims) + b.reshape((-1,) + (1,) * self.dims)
+        return self._conv_xla(w, b, y)
+
+    def _conv_xla(self, w: Array, b: Array, y: Array) -> Array:
         batch = y.shape[: y.ndim - self.dims - 1]
         flat = y.reshape((-1,) + y.shape[len(batch) :])
         spec = ("NCH", "OIH", "NCH") if self.dims == 1 else ("NCHW", "OIHW", "NCHW")
