@@ -269,3 +269,38 @@ def test_nnx_field_integrates_and_differentiates_like_mlp_field(getkey):
         np.testing.assert_allclose(layers[i]["bias"].get_value(), gb, rtol=1e-4, atol=1e-6)
     n_nnx = len(jtu.tree_leaves(g_n.state))
     assert n_nnx == len(g_e.weights) + len(g_e.biases)
+
+
+@pytest.mark.parametrize(("dims", "kernel_size"), [(1, 3), (1, 5), (2, 3)])
+def test_conv_field_matmul_impl_equals_xla_conv(getkey, dims, kernel_size):
+    """The default shifted-matmul convolution is the same function as lax's convolution,
+    forward and gradient, on batched and unbatched inputs."""
+    from terrain_jax import ConvField
+
+    key = getkey()
+    a = ConvField(4, 6, key=key, dims=dims, kernel_size=kernel_size)
+    b = ConvField(4, 6, key=key, dims=dims, kernel_size=kernel_size, impl="xla")
+    x = jax.random.normal(getkey(), (3, 4) + (9,) * dims)
+    np.testing.assert_allclose(a(0.0, x), b(0.0, x), atol=1e-5)
+    np.testing.assert_allclose(a(0.0, x[0]), b(0.0, x[0]), atol=1e-5)
+    ga = jax.grad(lambda f: jnp.sum(f(0.0, x) ** 2))(a)
+    gb = jax.grad(lambda f: jnp.sum(f(0.0, x) ** 2))(b)
+    for u, v in zip(jtu.tree_leaves(ga), jtu.tree_leaves(gb), strict=True):
+        np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-4)
+    # 'SAME' keeps the spatial shape; a centred delta input reveals the flipped-free kernel
+    delta = jnp.zeros((4,) + (9,) * dims).at[(0,) + (4,) * dims].set(1.0)
+    lin = ConvField(4, 6, key=key, dims=dims, kernel_size=kernel_size, activation="identity")
+    out = lin._conv(lin.kernels[0], jnp.zeros(6), delta)
+    c = kernel_size // 2
+    window = out[(slice(None),) + tuple(slice(4 - c, 4 + c + 1) for _ in range(dims))]
+    flipped = lin.kernels[0][(slice(None), 0) + (slice(None, None, -1),) * dims]
+    np.testing.assert_allclose(window, flipped, atol=1e-6)
+
+
+def test_conv_field_refuses_even_kernels_and_unknown_impl(getkey):
+    from terrain_jax import ConvField
+
+    with pytest.raises(ValueError, match="odd"):
+        ConvField(2, 2, key=getkey(), kernel_size=4)
+    with pytest.raises(ValueError, match="matmul, xla"):
+        ConvField(2, 2, key=getkey(), impl="fft")
