@@ -6,5 +6,10 @@ EXPERIMENTS: tuple[str, ...] = (
     "resnet_euler",
     "receptive_field",
     "jacobian_spectra",
+    "gradient_depth",
+    "scaled_residual",
+    "highway_gate",
+    "lesion",
+    "depth_as_time",
 )
 """Registered experiments, in run order (module names under ``experiments/``)."""

@@ -69,6 +69,7 @@ def write_json(path: Path, obj: Any) -> None:
     with os.fdopen(fd, "w") as f:
         json.dump(_clean(obj), f, indent=2, sort_keys=False)
         f.write("\n")
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
@@ -78,4 +79,5 @@ def write_npz(path: Path, arrays: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
     os.close(fd)
     np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)

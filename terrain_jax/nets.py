@@ -102,7 +102,7 @@ class Gate(eqx.Module):
     def __init__(self, width: int, *, key: PRNGKeyArray, bias: float = -1.0, axis: int = -1):
         lim = 1.0 / jnp.sqrt(width)
         self.weight = jax.random.uniform(key, (width, width), minval=-lim, maxval=lim)
-        self.bias = jnp.full((width,), bias)
+        self.bias = jnp.full((width,), bias, dtype=jnp.result_type(float))
         self.axis = axis
 
     def __call__(self, x: Array) -> Array:
@@ -327,24 +327,15 @@ class HighwayNet(AbstractDepthNet):
         blocks: Any = None,
     ):
         kf, kg = jax.random.split(key)
-        _init_common(
-            self,
-            width,
-            hidden,
-            depth,
-            kf,
-            tied,
-            None,
-            block,
-            activation=activation,
-            init=init,
-            zero_last=False,
-            kernel_size=kernel_size,
-        )
-        axis = -1 if block == "mlp" else -(2 if block == "conv1d" else 3)
+        self.depth = depth
+        self.tied = tied
         if blocks is not None:
             self.blocks = blocks
-        elif tied:
+            return
+        _init_common(self, width, hidden, depth, kf, tied, None, block, activation=activation,
+                     init=init, zero_last=False, kernel_size=kernel_size)  # fmt: skip
+        axis = -1 if block == "mlp" else -(2 if block == "conv1d" else 3)
+        if tied:
             self.blocks = (self.blocks, Gate(width, key=kg, bias=gate_bias, axis=axis))
         else:
             gates = eqx.filter_vmap(lambda k: Gate(width, key=k, bias=gate_bias, axis=axis))(

@@ -59,6 +59,7 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
     try:
         with plt.rc_context(STYLE):
             fig.savefig(tmp, bbox_inches="tight")
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

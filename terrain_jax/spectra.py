@@ -315,8 +315,16 @@ def layer_gradient_norms(
     )
 
 
+def _norm(a: Array) -> Array:
+    """Euclidean norm without overflow or underflow of the squares: float32 gradients of
+    deep plain nets reach 1e-30 and 1e30, far past where ``Σ g²`` stays representable."""
+    m = jnp.max(jnp.abs(a))
+    safe = jnp.where(m > 0, m, 1.0)
+    return jnp.where(m > 0, m * jnp.sqrt(jnp.sum(jnp.square(a / safe))), 0.0)
+
+
 def _tree_norm(tree: Any) -> Array:
-    return jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree_util.tree_leaves(tree)))
+    return _norm(jnp.stack([_norm(g) for g in jax.tree_util.tree_leaves(tree)]))
 
 
 def _gradient_norms_sweep(net, loss_fn, x, y):
@@ -332,7 +340,7 @@ def _gradient_norms_sweep(net, loss_fn, x, y):
         if net.tied:
             _, vjp = jax.vjp(lambda z: net._update(net.blocks, t, z), xk)
             (gz,) = vjp(g)
-            return gz, (jnp.linalg.norm(gz), jnp.zeros((), x.dtype))
+            return gz, (_norm(gz), jnp.zeros((), x.dtype))
         diff, nondiff = eqx.partition(p, eqx.is_inexact_array)
 
         def layer(d, z):
@@ -340,13 +348,13 @@ def _gradient_norms_sweep(net, loss_fn, x, y):
 
         _, vjp = jax.vjp(layer, diff, xk)
         gp, gz = vjp(g)
-        return gz, (jnp.linalg.norm(gz), _tree_norm(gp))
+        return gz, (_norm(gz), _tree_norm(gp))
 
     xs = (ks, None if net.tied else params, hs[:-1])
     _, (state_norms, param_norms) = jax.lax.scan(body, g_last, xs, reverse=True)
     out = {
         "loss": loss,
-        "state_grad_norms": jnp.concatenate([state_norms, jnp.linalg.norm(g_last)[None]]),
+        "state_grad_norms": jnp.concatenate([state_norms, _norm(g_last)[None]]),
     }
     if not net.tied:
         out["param_grad_norms"] = param_norms
@@ -365,7 +373,7 @@ def _gradient_norms_taps(net, loss_fn, x, y):
     g_x, g_taps = grads[-2:]
     out = {
         "loss": loss,
-        "state_grad_norms": jnp.concatenate([jnp.linalg.norm(g_x)[None], _per_layer_norms(g_taps)]),
+        "state_grad_norms": jnp.concatenate([_norm(g_x)[None], _per_layer_norms(g_taps)]),
     }
     if not net.tied:
         sq = [
@@ -377,7 +385,7 @@ def _gradient_norms_taps(net, loss_fn, x, y):
 
 
 def _per_layer_norms(g: Array) -> Array:
-    return jnp.sqrt(jnp.sum(jnp.square(g).reshape(g.shape[0], -1), axis=1))
+    return jax.vmap(_norm)(g.reshape(g.shape[0], -1))
 
 
 # ------------------------------------------------------------------------ Lipschitz

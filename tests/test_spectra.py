@@ -456,3 +456,17 @@ def test_alpha_below_beta_over_lip_makes_the_scaled_block_non_expansive(
     assert float(worst) <= 1.0 + 1e-5, (float(worst), float(alpha), beta, float(lip))
     # the Jacobian really is (1 − β)I + αJ_f: the bound is about this matrix
     np.testing.assert_allclose(J, (1 - beta) * np.eye(width) + alpha * Jf, atol=1e-5)
+
+
+def test_gradient_norms_neither_overflow_nor_underflow_in_float32():
+    """Deep plain nets produce float32 gradients near 1e-30 and 1e30, where ``Σ g²`` is
+    not representable; the per-layer norms must still be exact."""
+    from terrain_jax.spectra import _norm, _per_layer_norms
+
+    for scale in (1e-30, 1e-20, 1.0, 1e20, 1e30):
+        v = jnp.full((16,), scale, jnp.float32)
+        np.testing.assert_allclose(float(_norm(v)), 4.0 * scale, rtol=1e-6)
+    g = jnp.stack([jnp.full((3, 4), 1e-25), jnp.full((3, 4), 1e25), jnp.zeros((3, 4))])
+    np.testing.assert_allclose(
+        np.asarray(_per_layer_norms(g)), [np.sqrt(12) * 1e-25, np.sqrt(12) * 1e25, 0.0], rtol=1e-6
+    )
