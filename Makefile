@@ -32,6 +32,7 @@ lint: $(STAMP)
 ## Benchmarks: print ratios, write results/bench_*.json.
 bench: $(STAMP)
 	$(PY) scripts/bench_integrate.py
+	$(PY) scripts/bench_depth.py
 
 clean-results:
 	rm -rf results/*.json results/*.npz results/CLAIMS.md figures/*.png
