@@ -319,8 +319,10 @@ def _norm(a: Array) -> Array:
     """Euclidean norm without overflow or underflow of the squares: float32 gradients of
     deep plain nets reach 1e-30 and 1e30, far past where ``Σ g²`` stays representable."""
     m = jnp.max(jnp.abs(a))
-    safe = jnp.where(m > 0, m, 1.0)
-    return jnp.where(m > 0, m * jnp.sqrt(jnp.sum(jnp.square(a / safe))), 0.0)
+    safe = jnp.where((m > 0) & jnp.isfinite(m), m, 1.0)
+    scaled = m * jnp.sqrt(jnp.sum(jnp.square(a / safe)))
+    # an overflowed (inf) entry gives inf, a NaN gives NaN, as the plain norm would
+    return jnp.where(jnp.isfinite(m), jnp.where(m > 0, scaled, 0.0), m)
 
 
 def _tree_norm(tree: Any) -> Array:
