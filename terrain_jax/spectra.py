@@ -321,8 +321,10 @@ def _norm(a: Array) -> Array:
     m = jnp.max(jnp.abs(a))
     safe = jnp.where((m > 0) & jnp.isfinite(m), m, 1.0)
     scaled = m * jnp.sqrt(jnp.sum(jnp.square(a / safe)))
-    # an overflowed (inf) entry gives inf, a NaN gives NaN, as the plain norm would
-    return jnp.where(jnp.isfinite(m), jnp.where(m > 0, scaled, 0.0), m)
+    # an overflowed (inf) entry gives inf and a NaN gives NaN, as the plain norm would
+    # (XLA's max-reduction may skip NaNs, so they are looked for explicitly)
+    finite = jnp.where(jnp.isfinite(m), jnp.where(m > 0, scaled, 0.0), jnp.inf)
+    return jnp.where(jnp.any(jnp.isnan(a)), jnp.nan, finite)
 
 
 def _tree_norm(tree: Any) -> Array:

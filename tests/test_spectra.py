@@ -468,6 +468,7 @@ def test_gradient_norms_neither_overflow_nor_underflow_in_float32():
         np.testing.assert_allclose(float(_norm(v)), 4.0 * scale, rtol=1e-6)
     assert float(_norm(jnp.array([1.0, jnp.inf]))) == np.inf
     assert np.isnan(float(_norm(jnp.array([1.0, jnp.nan]))))
+    assert np.isnan(float(jax.jit(_norm)(jnp.full((8,), jnp.nan))))
     g = jnp.stack([jnp.full((3, 4), 1e-25), jnp.full((3, 4), 1e25), jnp.zeros((3, 4))])
     np.testing.assert_allclose(
         np.asarray(_per_layer_norms(g)), [np.sqrt(12) * 1e-25, np.sqrt(12) * 1e25, 0.0], rtol=1e-6
