@@ -128,6 +128,27 @@ def _adjoint(adjoint: Any, fixed_steps: int | None) -> dfx.AbstractAdjoint:
     )
 
 
+def _scan_steps(
+    field: Any, solver: dfx.AbstractSolver, y0: PyTree, grid: Array, args: Any, save_all: bool
+) -> tuple[PyTree, PyTree]:
+    """Fixed steps of a diffrax solver's own ``step`` inside ``lax.scan``.
+
+    The numbers are diffrax's; the loop is a plain scan, so reverse-mode keeps every step
+    and costs what backprop through a hand-written residual loop costs (diffrax's
+    checkpointed while-loop measured ~10-20% slower for the gradient).
+    """
+    term = dfx.ODETerm(field)
+    state = solver.init(term, grid[0], grid[1], y0, args)
+
+    def body(carry, t01):
+        y, st = carry
+        y, _, _, st, _ = solver.step(term, t01[0], t01[1], y, args, st, made_jump=False)
+        return (y, st), (y if save_all else None)
+
+    (y1, _), ys = jax.lax.scan(body, (y0, state), (grid[:-1], grid[1:]))
+    return y1, ys
+
+
 def integrate(
     field: Any,
     y0: PyTree[Float[ArrayLike, "..."]],
@@ -198,6 +219,32 @@ def integrate(
             dfx_solver = type(dfx_solver)()
         dt0_ = dt0
         max_steps_ = max_steps
+
+    fast = (
+        fixed
+        and not is_implicit(dfx_solver)
+        and adjoint in (None, "checkpoint")
+        and (saveat is None or (isinstance(saveat, str) and saveat in ("t1", "steps")))
+    )
+    if fast:
+        grid = controller.ts
+        save_all = saveat == "steps"
+        y1, hist = _scan_steps(field, dfx_solver, y0, grid, args, save_all)
+        if save_all:
+            ts = grid
+            ys = jtu.tree_map(lambda a, b: jnp.concatenate([a[None], b]), y0, hist)
+        else:
+            ts = grid[-1:]
+            ys = jtu.tree_map(lambda a: a[None], y1)
+        n = jnp.asarray(steps)
+        first, later = _nfe_per_step_or_none(dfx_solver)
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jtu.tree_leaves(ys)]))
+        status = jnp.where(finite, 0, 2).astype(jnp.int32)
+        if throw:
+            ys = eqx.error_if(ys, status == 2, "integrate: " + STATUS[2])
+        return Trajectory(
+            ts=ts, ys=ys, num_steps=n, num_accepted=n, nfe=first + later * (n - 1), status=status
+        )
 
     sol = dfx.diffeqsolve(
         dfx.ODETerm(field),

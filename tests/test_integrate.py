@@ -608,3 +608,29 @@ def test_gradient_field_with_args_is_gradient_descent():
     # theta <- theta - eta * 2 (theta - target): the gap shrinks by (1 - 2 eta) per step
     expected = target - (1 - 2 * eta) ** k * target
     np.testing.assert_allclose(tr.y1, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("solver", ["euler", "heun", "rk4", "tsit5"])
+@pytest.mark.parametrize("saveat", ["t1", "steps"])
+def test_fixed_step_scan_path_equals_diffeqsolve(getkey, solver, saveat):
+    """Default fixed-step explicit solves run the diffrax solver's steps in a lax.scan;
+    adjoint='direct' forces diffrax.diffeqsolve. Same trajectory, same gradient, same
+    step and NFE counts."""
+    field = MLPField(3, 8, key=getkey(), time=True)
+    y0 = jax.random.normal(getkey(), (4, 3))
+
+    def run(f, adjoint):
+        return integrate(f, y0, t1=0.7, solver=solver, steps=6, saveat=saveat, adjoint=adjoint)
+
+    fast, ref = eqx.filter_jit(run)(field, None), eqx.filter_jit(run)(field, "direct")
+    np.testing.assert_allclose(fast.ts, ref.ts, rtol=1e-6)
+    np.testing.assert_allclose(fast.ys, ref.ys, rtol=1e-5, atol=1e-6)
+    assert int(fast.num_steps) == int(ref.num_steps) == 6
+    assert int(fast.nfe) == int(ref.nfe) and int(fast.status) == int(ref.status) == 0
+
+    def loss(f, adjoint):
+        return jnp.sum(run(f, adjoint).y1 ** 2)
+
+    g_fast = eqx.filter_jit(eqx.filter_grad(loss))(field, None)
+    g_ref = eqx.filter_jit(eqx.filter_grad(loss))(field, "direct")
+    assert tree_allclose(g_fast, g_ref, rtol=1e-4, atol=1e-6)
