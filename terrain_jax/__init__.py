@@ -4,7 +4,8 @@ A residual block is an explicit Euler step, a DEQ is a fixed point, an optimizer
 walk on a loss terrain. This package makes each statement a function you can call.
 """
 
-from . import bench, data, fields, nets, plotting, solvers, spectra, stability, train
+from . import bench, data, equilibrium, fields, nets, plotting, solvers, spectra, stability, train
+from .equilibrium import FixedPointInfo, fixed_point
 from .fields import (
     ConvField,
     GradientField,
@@ -43,6 +44,9 @@ from .stability import max_stable_step, real_stability_interval, region, stabili
 __version__ = "0.1.0"
 
 __all__ = [
+    "FixedPointInfo",
+    "equilibrium",
+    "fixed_point",
     "block_field_jacobian",
     "condition_number",
     "end_to_end_jacobian",
