@@ -9,6 +9,14 @@
   ``Σ α_i = 1`` with Tikhonov regularisation ``1e-4 · max_i ‖f(z_i) − z_i‖²``, then
   ``z ← Σ α_i z_i + β Σ α_i (f(z_i) − z_i)``. Converges on maps where Picard diverges,
   e.g. linear ``f`` with spectral radius > 1 but ``I − A`` invertible;
+- ``broyden``: limited-memory Broyden's (good) method for the root of
+  ``g(z) = f(z) − z``. The inverse-Jacobian approximation is
+  ``H = −I + Σ_i u_i v_iᵀ`` over the last ``memory`` rank-one updates (circular buffer;
+  the first step, ``H = −I``, is a Picard step); each step is ``z ← z − β H g(z)`` and
+  the good-Broyden update ``H ← H + (s − H y) sᵀH / (sᵀ H y)`` (``s = Δz``, ``y = Δg``)
+  is skipped when ``|sᵀ H y|`` is tiny relative to ``‖s‖‖H y‖``. On linear maps it
+  terminates in ≤ 2n steps (exact arithmetic, ``memory ≥ 2n``) whatever their spectral
+  radius, so it also converges where Picard diverges;
 
 and differentiates it with one of the backward passes in :data:`FIXED_POINT_BACKWARDS`
 
@@ -17,20 +25,26 @@ and differentiates it with one of the backward passes in :data:`FIXED_POINT_BACK
   never formed) by the *same* solver and tolerance as the forward pass; the gradient is
   ``vjpθ(u)``. Memory does not grow with the number of forward steps;
 - ``jfb``: Jacobian-free backprop (Fung et al. 2022): ``u = g``, i.e. ``(I − J_f)⁻¹ ≈ I``;
+- ``phantom``: phantom gradients (Geng et al. 2021): ``phantom_steps`` = k steps of the
+  damped iteration ``z ← (1 − τ) z + τ f(z, args)`` (``τ = phantom_damping``) started at
+  ``stop_gradient(z*)``, differentiated by plain autodiff. As k → ∞ it tends to the
+  implicit gradient (for contractive ``f``); small k is a cheap approximation. The
+  returned value is still ``z*`` (only its gradient comes from the k steps);
 - ``unroll``: plain reverse-mode autodiff through a ``lax.scan`` of ``max_steps`` steps
   (steps after convergence are frozen by ``where`` and contribute nothing).
 
-``z0`` gets a zero gradient under ``implicit`` and ``jfb`` (``z*`` does not depend on it).
+``z0`` gets a zero gradient under ``implicit``, ``jfb`` and ``phantom`` (``z*`` does not
+depend on it).
 
 The residual reported in :class:`FixedPointInfo` (and compared with ``tol``) is
 **relative**: ``‖f(z) − z‖₂ / (‖z‖₂ + 1e-8)`` at the returned ``z`` (per sample when
 batched). The returned ``z`` is the last iterate whose residual was evaluated, so
 ``‖f(z) − z‖ ≤ tol · (‖z‖ + 1e-8)`` whenever ``info.converged``.
 
-Not yet implemented (planned, named in the ValueError): solvers ``broyden`` (limited
-memory) and ``newton`` (Jacobian-free Newton–Krylov via lineax); backward ``phantom``;
-``DEQBlock``; Jacobian regularisation; pytree (non-array) states; per-sample ``args`` in
-batched mode (vmap :func:`fixed_point` yourself for that).
+Not yet implemented (planned, named in the ValueError): solver ``newton``
+(Jacobian-free Newton–Krylov via lineax); ``DEQBlock``; Jacobian regularisation; pytree
+(non-array) states; per-sample ``args`` in batched mode (vmap :func:`fixed_point` yourself
+for that).
 """
 
 import functools
@@ -53,13 +67,14 @@ __all__ = [
     "fixed_point",
 ]
 
-FIXED_POINT_SOLVERS = ("picard", "anderson")
-FIXED_POINT_BACKWARDS = ("implicit", "jfb", "unroll")
-PLANNED_SOLVERS = ("broyden", "newton")
-PLANNED_BACKWARDS = ("phantom",)
+FIXED_POINT_SOLVERS = ("picard", "anderson", "broyden")
+FIXED_POINT_BACKWARDS = ("implicit", "jfb", "unroll", "phantom")
+PLANNED_SOLVERS = ("newton",)
+PLANNED_BACKWARDS = ()
 
 _RES_EPS = 1e-8
 _ANDERSON_REG = 1e-4
+_BROYDEN_SKIP = 1e-10
 
 
 class FixedPointInfo(NamedTuple):
@@ -124,13 +139,63 @@ class _Anderson(NamedTuple):
         return z_new, (X, G, count)
 
 
-def _make_solver(solver: str, damping: float, memory: int) -> _Picard | _Anderson:
+class _Broyden(NamedTuple):
+    """Limited-memory good Broyden on ``g = f − z``; ``H = −I + Uᵀ V`` (rows ``u_i, v_i``)."""
+
+    damping: float
+    memory: int
+    skip: float = _BROYDEN_SKIP
+
+    def init(self, z: Array, fz: Array) -> Any:
+        m, n = self.memory, z.size
+        return (
+            jnp.zeros((m, n), z.dtype),  # U
+            jnp.zeros((m, n), z.dtype),  # V
+            z,  # previous z
+            fz - z,  # previous g
+            jnp.zeros((), jnp.int32),  # number of updates stored so far
+            jnp.zeros((), jnp.bool_),  # previous (z, g) is a real iterate
+        )
+
+    def step(self, z: Array, fz: Array, state: Any) -> tuple[Array, Any]:
+        U, V, z_prev, g_prev, count, has_prev = state
+        g = fz - z
+
+        def H(x):  # H x = −x + Σ u_i (v_i · x); unused slots are zero rows
+            return -x + U.T @ (V @ x)
+
+        def HT(x):
+            return -x + V.T @ (U @ x)
+
+        s, y = z - z_prev, g - g_prev
+        Hy = H(y)
+        denom = jnp.vdot(s, Hy)
+        ok = (
+            has_prev
+            & (jnp.abs(denom) > self.skip * jnp.linalg.norm(s) * jnp.linalg.norm(Hy))
+            & jnp.isfinite(denom)
+        )
+        safe = jnp.where(ok, denom, 1)
+        u = jnp.where(ok, (s - Hy) / safe, 0)
+        v = jnp.where(ok, HT(s), 0)
+        i = count % self.memory
+        U = jnp.where(ok, U.at[i].set(u), U)
+        V = jnp.where(ok, V.at[i].set(v), V)
+        count = count + ok.astype(count.dtype)
+        z_new = z - self.damping * (-g + U.T @ (V @ g))
+        return z_new, (U, V, z, g, count, jnp.ones((), jnp.bool_))
+
+
+_Solver = _Picard | _Anderson | _Broyden
+
+
+def _make_solver(solver: str, damping: float, memory: int) -> _Solver:
     if solver == "picard":
         return _Picard(damping)
-    if solver == "anderson":
+    if solver in ("anderson", "broyden"):
         if memory < 1:
             raise ValueError(f"memory must be >= 1; got {memory}.")
-        return _Anderson(damping, memory)
+        return _Anderson(damping, memory) if solver == "anderson" else _Broyden(damping, memory)
     if solver in PLANNED_SOLVERS:
         raise ValueError(
             f"Solver {solver!r} is planned but not yet implemented; valid solvers: "
@@ -146,7 +211,7 @@ def _make_solver(solver: str, damping: float, memory: int) -> _Picard | _Anderso
 
 
 class _Spec(NamedTuple):
-    solver: _Picard | _Anderson
+    solver: _Solver
     tol: float
     max_steps: int
 
@@ -226,7 +291,20 @@ def _fp_custom_bwd(spec, fn, jfb, residuals, cotangents):
 _fp_custom.defvjp(_fp_custom_fwd, _fp_custom_bwd)
 
 
-def _fixed_point_single(f, z0, args, spec: _Spec, backward: str):
+def _phantom(fn, z_star, ext, steps: int, tau: float) -> Array:
+    """``z*`` in value; gradient of ``steps`` damped iterations started at ``sg(z*)``."""
+    z_star = lax.stop_gradient(z_star)
+
+    def body(z, _):
+        return (1 - tau) * z + tau * fn(z, ext).astype(z.dtype), None
+
+    z_k, _ = lax.scan(body, z_star, None, length=steps)
+    return z_star + (z_k - lax.stop_gradient(z_k))
+
+
+def _fixed_point_single(
+    f, z0, args, spec: _Spec, backward: str, phantom_steps: int = 5, phantom_damping=0.5
+):
     shape = z0.shape
     f_conv, consts = jax.closure_convert(f, z0, args)
 
@@ -238,6 +316,9 @@ def _fixed_point_single(f, z0, args, spec: _Spec, backward: str):
     z0flat = jnp.ravel(z0)
     if backward == "unroll":
         z, info = _run(spec, fn, z0flat, ext, unroll=True)
+    elif backward == "phantom":
+        z, info = _run(spec, fn, z0flat, lax.stop_gradient(ext), unroll=False)
+        z = _phantom(fn, z, ext, phantom_steps, phantom_damping)
     else:
         z, info = _fp_custom(spec, fn, backward == "jfb", z0flat, ext)
     return z.reshape(shape), info
@@ -256,6 +337,8 @@ def fixed_point(
     memory: int = 5,
     batched: bool = False,
     throw: bool = False,
+    phantom_steps: int = 5,
+    phantom_damping: float = 0.5,
 ) -> tuple[Array, FixedPointInfo]:
     """Solve ``z = f(z, args)`` from ``z0``; returns ``(z, info)``.
 
@@ -263,10 +346,12 @@ def fixed_point(
     ``batched=True`` the leading axis of ``z0`` is a batch: each sample runs its own
     solve (``vmap`` of the single-sample solver, ``args`` shared), stops at its own
     tolerance and has its own ``info`` entries. ``solver`` ∈ :data:`FIXED_POINT_SOLVERS`,
-    ``backward`` ∈ :data:`FIXED_POINT_BACKWARDS`; ``damping`` is β of both solvers,
-    ``memory`` Anderson's window. Gradients flow to ``args`` and to arrays ``f`` closes
-    over. Non-convergence is reported in ``info.converged``; with ``throw=True`` it raises
-    (``eqx.error_if``; the message names the residual).
+    ``backward`` ∈ :data:`FIXED_POINT_BACKWARDS`; ``damping`` is β of all solvers,
+    ``memory`` Anderson's window / Broyden's number of stored rank-one updates.
+    ``phantom_steps`` (k) and ``phantom_damping`` (τ) configure ``backward="phantom"``.
+    Gradients flow to ``args`` and to arrays ``f`` closes over. Non-convergence is
+    reported in ``info.converged``; with ``throw=True`` it raises (``eqx.error_if``; the
+    message names the residual).
     """
     spec = _Spec(_make_solver(solver, damping, memory), tol, max_steps)
     if backward not in FIXED_POINT_BACKWARDS:
@@ -277,11 +362,23 @@ def fixed_point(
         )
     if max_steps < 1:
         raise ValueError(f"max_steps must be >= 1; got {max_steps}.")
+    if backward == "phantom":
+        if phantom_steps < 1:
+            raise ValueError(f"phantom_steps must be >= 1; got {phantom_steps}.")
+        if not phantom_damping > 0:
+            raise ValueError(f"phantom_damping must be > 0; got {phantom_damping}.")
     z0 = jnp.asarray(z0)
     if not jnp.issubdtype(z0.dtype, jnp.inexact):
         raise ValueError(f"z0 must be floating point; got dtype {z0.dtype}.")
 
-    single = functools.partial(_fixed_point_single, f, spec=spec, backward=backward)
+    single = functools.partial(
+        _fixed_point_single,
+        f,
+        spec=spec,
+        backward=backward,
+        phantom_steps=phantom_steps,
+        phantom_damping=phantom_damping,
+    )
     if batched:
         z, info = jax.vmap(single, in_axes=(0, None))(z0, args)
     else:

@@ -68,12 +68,15 @@ def test_anderson_fewer_steps_on_slow_contraction():
     z0 = jnp.zeros(WIDTH)
     _, ip = fixed_point(_tanh_map, z0, args, solver="picard", tol=1e-5, max_steps=500)
     _, ia = fixed_point(_tanh_map, z0, args, solver="anderson", tol=1e-5, max_steps=500)
-    assert bool(ip.converged) and bool(ia.converged)
-    print(f"steps picard={int(ip.steps)} anderson={int(ia.steps)}")
+    _, ib = fixed_point(_tanh_map, z0, args, solver="broyden", tol=1e-5, max_steps=500)
+    assert bool(ip.converged) and bool(ia.converged) and bool(ib.converged)
+    print(f"steps picard={int(ip.steps)} anderson={int(ia.steps)} broyden={int(ib.steps)}")
     assert int(ia.steps) < int(ip.steps) / 2
+    assert int(ib.steps) < int(ip.steps) / 2
 
 
-def test_picard_diverges_anderson_converges():
+@pytest.mark.parametrize("solver", ["anderson", "broyden"])
+def test_picard_diverges_anderson_converges(solver):
     A = 1.5 * jnp.eye(4)
     c = jnp.arange(1.0, 5.0)
 
@@ -85,9 +88,31 @@ def test_picard_diverges_anderson_converges():
     zp, ip = fixed_point(f, jnp.zeros(4), (A, c), solver="picard", max_steps=50)
     assert not bool(ip.converged)
     assert float(ip.residual) > 0.1 or not np.isfinite(float(ip.residual))
-    za, ia = fixed_point(f, jnp.zeros(4), (A, c), solver="anderson", max_steps=50)
+    za, ia = fixed_point(f, jnp.zeros(4), (A, c), solver=solver, max_steps=50)
+    print(f"{solver} steps on A=1.5·I: {int(ia.steps)}")
     assert bool(ia.converged)
     np.testing.assert_allclose(za, z_star, rtol=1e-4)
+
+
+def test_broyden_on_nonsymmetric_expanding_linear_map():
+    # non-normal A with spectral radius > 1 (eigenvalues ±1.3·i-ish and 2): Picard diverges
+    rng = np.random.default_rng(7)
+    A = rng.standard_normal((6, 6))
+    A = 2.0 * A / np.max(np.abs(np.linalg.eigvals(A)))
+    c = rng.standard_normal(6)
+    z_star = np.linalg.solve(np.eye(6) - A, c)
+
+    def f(z, args):
+        A, c = args
+        return A @ z + c
+
+    args = (jnp.asarray(A, jnp.float32), jnp.asarray(c, jnp.float32))
+    _, ip = fixed_point(f, jnp.zeros(6), args, solver="picard", max_steps=50)
+    assert not bool(ip.converged)
+    zb, ib = fixed_point(f, jnp.zeros(6), args, solver="broyden", memory=12, max_steps=50)
+    print(f"broyden steps on non-normal A (ρ=2): {int(ib.steps)}")
+    assert bool(ib.converged)
+    np.testing.assert_allclose(zb, z_star, rtol=1e-3, atol=1e-4)
 
 
 def _loss(args, backward, solver="anderson", tol=1e-12, max_steps=300):
@@ -130,6 +155,38 @@ def test_implicit_gradient_float32_and_closure():
     np.testing.assert_allclose(g_closure, g_args, rtol=1e-5, atol=1e-6)
     g_unr = jax.grad(_loss)(args, "unroll", "anderson", 1e-6, 100)[0]
     np.testing.assert_allclose(g_closure, g_unr, rtol=1e-3, atol=1e-5)
+
+
+def test_phantom_gradient_tends_to_implicit(x64):
+    args = _params(0.5, np.float64)
+
+    def loss(args, k, backward="phantom"):
+        z, _ = fixed_point(
+            _tanh_map, jnp.zeros(WIDTH), args, tol=1e-12, max_steps=300,
+            backward=backward, phantom_steps=k, phantom_damping=0.5,
+        )  # fmt: skip
+        return jnp.sum(jnp.sin(z))
+
+    flat = lambda g: jnp.concatenate([jnp.ravel(a) for a in g])
+    vg = jax.jit(jax.value_and_grad(loss), static_argnums=(1, 2))
+    (v_imp, g_imp), (v_100, g_100), (_, g_1) = (
+        vg(args, 1, "implicit"), vg(args, 100, "phantom"), vg(args, 1, "phantom")
+    )  # fmt: skip
+    g_imp, g_100, g_1 = flat(g_imp), flat(g_100), flat(g_1)
+    rel_100 = float(jnp.linalg.norm(g_100 - g_imp) / jnp.linalg.norm(g_imp))
+    rel_1 = float(jnp.linalg.norm(g_1 - g_imp) / jnp.linalg.norm(g_imp))
+    cos_1 = float(jnp.vdot(g_1, g_imp) / (jnp.linalg.norm(g_1) * jnp.linalg.norm(g_imp)))
+    print(f"phantom rel err k=100: {rel_100:.2e}, k=1: {rel_1:.2e} (cos {cos_1:.3f})")
+    assert rel_100 <= 1e-4
+    assert rel_1 > 1e-2 and cos_1 > 0
+    # the forward value is still z* (phantom only changes the gradient)
+    assert float(v_100) == float(v_imp)
+
+
+def test_phantom_validates_arguments():
+    args = _params(0.5)
+    with pytest.raises(ValueError, match="phantom_steps"):
+        fixed_point(_tanh_map, jnp.zeros(WIDTH), args, backward="phantom", phantom_steps=0)
 
 
 def test_jfb_gradient_is_one_step_approximation():
