@@ -201,6 +201,12 @@ def integrate(
         controller = dfx.StepTo(ts=grid.at[-1].set(t1))
         dt0_ = None
         max_steps_ = int(steps)
+        if adjoint == "backsolve" or isinstance(adjoint, dfx.BacksolveAdjoint):
+            # the backward solve cannot reverse a StepTo grid: use the same constant step
+            # (diffrax clips the last step to t1; round-off may add one tiny step)
+            controller = dfx.ConstantStepSize()
+            dt0_ = (t1 - t0) / steps
+            max_steps_ = int(steps) + 1
         if is_implicit(dfx_solver) and isinstance(solver, str):
             dtype = jnp.result_type(*jtu.tree_leaves(y0))
             dfx_solver = type(dfx_solver)(root_finder=implicit_root_finder(dtype))

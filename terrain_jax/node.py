@@ -1,0 +1,366 @@
+"""Neural-ODE tooling around :class:`~terrain_jax.nets.ODEBlock`.
+
+- :func:`adjoint_backward`: the continuous adjoint of Chen et al. (2018) written out, so its
+  cost is visible: one backward solve of the augmented state ``[y, a, g_θ]`` from ``T`` to
+  ``0`` whose :class:`Trajectory` carries NFE-B.
+- :func:`nfe_forward_backward`: NFE-F and NFE-B of one gradient, for the backsolve adjoint
+  (measured from the backward solve) and the checkpointed discretise-then-optimise adjoint
+  (measured by counting field evaluations and field VJPs while the gradient runs).
+- :class:`AugmentedODEBlock`: Dupont et al. (2019), extra zero dimensions before the solve.
+- :class:`RegularisedField` / :class:`RegularisedODEBlock`: RNODE (Finlay et al. 2020),
+  the kinetic energy ``∫‖f‖² dt`` and a Hutchinson estimate of ``∫‖∂f/∂y‖_F² dt`` carried
+  as extra state of the same solve.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.tree_util as jtu
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+
+from .integrate import Trajectory, integrate
+from .nets import ODEBlock
+
+__all__ = [
+    "adjoint_backward",
+    "nfe_forward_backward",
+    "NFECounts",
+    "AugmentedODEBlock",
+    "RegularisedField",
+    "RegularisedODEBlock",
+    "RNODEOutput",
+]
+
+
+def _solve(
+    block: ODEBlock, field: Any, y0: Any, *, t0: float, t1: float, args: Any, adjoint: Any = None
+) -> Trajectory:
+    """``integrate`` with the block's solver, steps, tolerances and ``max_steps``."""
+    return integrate(
+        field,
+        y0,
+        t0=t0,
+        t1=t1,
+        solver=block.solver,
+        steps=block.steps,
+        rtol=block.rtol,
+        atol=block.atol,
+        args=args,
+        adjoint=adjoint,
+        max_steps=block.max_steps,
+    )
+
+
+# ---------------------------------------------------------------------------- adjoint
+
+
+class _AdjointDynamics(eqx.Module):
+    """Chen et al.'s augmented dynamics in forward time ``t``, solved from ``T`` to ``0``.
+
+    ``dy/dt = f``, ``da/dt = -aᵀ ∂f/∂y``, ``dg/dt = -aᵀ ∂f/∂θ``. One evaluation is one VJP
+    of ``f`` (a forward pass of ``f`` plus its reverse sweep).
+    """
+
+    static: Any  # the field with its inexact arrays replaced by None; they come in `args`
+
+    def __call__(self, t: Any, state: tuple, args: tuple) -> tuple:
+        y, a, _ = state
+        params, user_args = args
+
+        def f(yy, pp):
+            return eqx.combine(pp, self.static)(t, yy, user_args)
+
+        fy, vjp = jax.vjp(f, y, params)
+        a_y, a_p = vjp(a)
+        neg = lambda z: -z  # noqa: E731
+        return fy, jtu.tree_map(neg, a_y), jtu.tree_map(neg, a_p)
+
+
+def adjoint_backward(
+    block: ODEBlock, x: PyTree[Array], g_y1: PyTree[Array], args: Any = None
+) -> tuple[PyTree[Array], ODEBlock, Trajectory]:
+    """Gradients of ``⟨g_y1, block(x)⟩`` by the continuous adjoint (Chen et al. 2018).
+
+    Solves ``x`` forward to ``y(T)``, then the augmented state ``[y, a, g_θ]`` from ``T``
+    back to ``0`` with ``a(T) = g_y1``, ``g_θ(T) = 0``, re-solving ``y`` backwards instead
+    of storing it, with the block's solver, steps and ``rtol``/``atol`` (the error control
+    covers all of ``[y, a, g_θ]``, as in diffrax's ``BacksolveAdjoint``).
+
+    Returns ``(grads_x, grads_block, backward)``: ``grads_x = a(0)``; ``grads_block`` has
+    the structure ``eqx.filter_grad`` gives for ``block`` (``None`` at non-arrays);
+    ``backward`` is the backward solve's :class:`Trajectory`, whose ``nfe`` is NFE-B
+    (each evaluation is one VJP of the field). Gradients with respect to arrays inside
+    ``args`` are not computed.
+    """
+    y1 = block.solve(x, args=args).y1
+    params, static = eqx.partition(block.field, eqx.is_inexact_array)
+    g0 = jtu.tree_map(jnp.zeros_like, params)
+    state1 = (y1, g_y1, g0)
+    back = _solve(block, _AdjointDynamics(static), state1, t0=block.T, t1=0.0, args=(params, args))
+    _, grads_x, grads_params = back.y1
+    grads_block = eqx.tree_at(lambda b: b.field, block, grads_params, is_leaf=lambda z: z is None)
+    return grads_x, grads_block, back
+
+
+# ---------------------------------------------------------------------------- NFE counts
+
+
+class NFECounts(NamedTuple):
+    """Field evaluations of one forward solve and one gradient (Python ints).
+
+    NFE-B counts forward evaluations of the field ``f`` during the backward pass; each
+    backward evaluation is followed by (at most) one reverse sweep of ``f``, its VJP,
+    counted separately where it differs.
+
+    - ``forward``: NFE-F of the forward solve (``Trajectory.nfe``).
+    - ``backsolve``: NFE-B of :func:`adjoint_backward`, the ``Trajectory.nfe`` of its
+      backward solve; each evaluation is one ``f`` forward plus one VJP.
+    - ``backsolve_diffrax``: ``f`` evaluations counted in the backward pass of diffrax's
+      ``BacksolveAdjoint`` for the same gradient (cross-check of ``backsolve``); ``-1``
+      for fixed-step blocks, which ``BacksolveAdjoint`` cannot run on a ``StepTo`` grid.
+    - ``checkpoint``: ``f`` evaluations re-run during the backward pass of the
+      checkpointed (discretise-then-optimise) gradient: re-runs from diffrax's binomial
+      step checkpoints (adaptive steps) and from its checkpointed Runge--Kutta stage loop
+      (every solver with more than one stage, also for fixed steps).
+    - ``checkpoint_vjp``: reverse sweeps (VJPs) of ``f`` in that backward pass, one per
+      stage evaluation of the forward solve.
+    - ``forward_counted``: ``f`` evaluations counted in the forward solve alone (equals
+      ``forward``; it checks the counter).
+    """
+
+    forward: int
+    backsolve: int
+    backsolve_diffrax: int
+    checkpoint: int
+    checkpoint_vjp: int
+    forward_counted: int
+
+
+class _Counted(eqx.Module):
+    """A field that reports each evaluation (``on_eval``) and each VJP (``on_vjp``).
+
+    The callbacks run on the host via ``jax.debug.callback``: they fire once per
+    (batched) field call, including calls re-run by checkpointing, and the reverse rule
+    recomputes the field silently so a VJP is not also counted as an evaluation.
+    """
+
+    field: Any
+    on_eval: Callable = eqx.field(static=True)
+    on_vjp: Callable = eqx.field(static=True)
+
+    def __call__(self, t: Any, y: Any, args: Any = None) -> Any:
+        params, static = eqx.partition(self.field, eqx.is_inexact_array)
+
+        def raw(p, tt, yy, aa):
+            return eqx.combine(p, static)(tt, yy, aa)
+
+        # the callbacks take a scalar of the state so that they depend on the loop carry
+        # (a callback without operands is hoisted out of `lax.scan` as loop-invariant)
+        def tap(yy):
+            return jtu.tree_leaves(yy)[0].ravel()[0]
+
+        @jax.custom_vjp
+        def counted(p, tt, yy, aa):
+            jax.debug.callback(self.on_eval, tap(yy))
+            return raw(p, tt, yy, aa)
+
+        def fwd(p, tt, yy, aa):
+            jax.debug.callback(self.on_eval, tap(yy))
+            # keep the VJP's residuals, as autodiff of the bare field would: the reverse
+            # rule is a pure transpose, no hidden re-evaluation
+            out, vjp = jax.vjp(lambda p_, y_: raw(p_, tt, y_, aa), p, yy)
+            return out, (vjp, tt, aa)
+
+        def bwd(res, ct):
+            vjp, tt, aa = res
+            jax.debug.callback(self.on_vjp, tap(ct))
+            gp, gy = vjp(ct)
+            zeros = lambda z: None if z is None else jnp.zeros_like(z)  # noqa: E731
+            return gp, jnp.zeros_like(tt), gy, jtu.tree_map(zeros, aa)
+
+        counted.defvjp(fwd, bwd)
+        t = jnp.asarray(t, dtype=jnp.result_type(*jtu.tree_leaves(y)))
+        return counted(params, t, y, args)
+
+
+def _count_gradient(
+    block: ODEBlock, x: Any, loss: Callable[[Any], Array], adjoint: str, args: Any
+) -> tuple[int, int]:
+    """(field evaluations, field VJPs) counted while ``grad`` of ``loss(block(x))`` runs
+    with ``adjoint``; evaluations include the forward solve."""
+    counts = {"eval": 0, "vjp": 0}
+
+    def on_eval(_):
+        counts["eval"] += 1
+
+    def on_vjp(_):
+        counts["vjp"] += 1
+
+    counted = dataclasses.replace(
+        block, field=_Counted(block.field, on_eval, on_vjp), adjoint=adjoint
+    )
+    grad = eqx.filter_jit(eqx.filter_grad(lambda b, xx: loss(b(xx, args))))
+    jax.block_until_ready(grad(counted, x))
+    jax.effects_barrier()
+    return counts["eval"], counts["vjp"]
+
+
+def nfe_forward_backward(
+    block: ODEBlock, x: PyTree[Array], loss: Callable[[Any], Array], *, args: Any = None
+) -> NFECounts:
+    """NFE-F and NFE-B of one gradient of ``loss(block(x))`` with respect to ``block``.
+
+    ``loss`` maps the block output to a scalar. ``backsolve`` is read from the backward
+    solve of :func:`adjoint_backward`. The checkpointed adjoint (reverse-mode through the
+    solver's steps; diffrax's binomial checkpointing for adaptive steps) has no backward
+    solve to read a count from, so it is measured: the field is wrapped to count, on the
+    host, every evaluation and every VJP while the jitted gradient runs (the wrapper keeps
+    the VJP residuals autodiff would keep, so it adds no evaluations). Call outside
+    ``jit``; each call compiles afresh (a few seconds per adaptive solver).
+    """
+    forward = eqx.filter_jit(lambda b, xx: b.solve(xx, args=args))(block, x)
+    y1 = jtu.tree_map(lambda y: y[-1], forward.ys)
+    g_y1 = jax.grad(loss)(y1)
+    _, _, back = eqx.filter_jit(adjoint_backward)(block, x, g_y1, args)
+    n_fwd = int(forward.nfe)
+    cp_eval, cp_vjp = _count_gradient(block, x, loss, "checkpoint", args)
+    if block.steps is None:
+        bs_eval = _count_gradient(block, x, loss, "backsolve", args)[0] - n_fwd
+    else:
+        bs_eval = -1
+    return NFECounts(
+        forward=n_fwd,
+        backsolve=int(back.nfe),
+        backsolve_diffrax=bs_eval,
+        checkpoint=cp_eval - n_fwd,
+        checkpoint_vjp=cp_vjp,
+        forward_counted=_count_forward(block, x, args),
+    )
+
+
+def _count_forward(block: ODEBlock, x: Any, args: Any) -> int:
+    counts = {"eval": 0}
+
+    def on_eval(_):
+        counts["eval"] += 1
+
+    counted = dataclasses.replace(block, field=_Counted(block.field, on_eval, on_eval))
+    jax.block_until_ready(eqx.filter_jit(lambda b, xx: b(xx, args))(counted, x))
+    jax.effects_barrier()
+    return counts["eval"]
+
+
+# ---------------------------------------------------------------------------- augmented
+
+
+class AugmentedODEBlock(eqx.Module):
+    """Augmented neural ODE (Dupont et al. 2019): ``x ↦ y(T)`` with ``y(0) = [x, 0]``.
+
+    ``extra`` zero dimensions (or channels, with ``axis`` pointing at the channel axis of
+    a convolutional state) are appended along ``axis`` before the solve, so the flow lives
+    in ``d + extra`` dimensions and can realise maps a ``d``-dimensional flow cannot
+    (flows are homeomorphisms: a 1-D flow is monotone). ``block.field`` must act on the
+    augmented width. The output keeps all ``d + extra`` dimensions (read by a linear head).
+    """
+
+    block: ODEBlock
+    extra: int = eqx.field(static=True)
+    axis: int = eqx.field(static=True)
+
+    def __init__(self, block: ODEBlock, extra: int, *, axis: int = -1):
+        if not isinstance(extra, int) or extra < 0:
+            raise ValueError(f"`extra` must be a non-negative integer, got {extra!r}.")
+        self.block = block
+        self.extra = extra
+        self.axis = axis
+
+    def augment(self, x: Float[Array, "..."]) -> Float[Array, "..."]:
+        """``x`` with ``extra`` zeros appended along ``axis``."""
+        pad = [(0, 0)] * x.ndim
+        pad[self.axis] = (0, self.extra)
+        return jnp.pad(x, pad)
+
+    def solve(self, x: Float[Array, "..."], *, saveat: Any = None, args: Any = None) -> Trajectory:
+        """The :class:`Trajectory` of the augmented solve."""
+        return self.block.solve(self.augment(x), saveat=saveat, args=args)
+
+    def __call__(self, x: Float[Array, "..."], args: Any = None) -> Float[Array, "..."]:
+        return self.block(self.augment(x), args)
+
+
+# ---------------------------------------------------------------------------- RNODE
+
+
+class RegularisedField(eqx.Module):
+    """RNODE (Finlay et al. 2020): ``field`` plus its two regularisers as extra state.
+
+    On the state ``(y, E, B)`` with ``args = (ε, field_args)``:
+    ``dy/dt = f``, ``dE/dt = ‖f‖²``, ``dB/dt = ‖εᵀ ∂f/∂y‖²``, norms over the last
+    ``event_ndim`` axes (one value per sample of a batch). ``ε`` is a probe held fixed for
+    the whole solve; ``E_ε‖εᵀJ‖² = ‖J‖_F²`` for ``ε ~ N(0, I)``, so ``B(T)`` is an unbiased
+    estimate of ``∫‖∂f/∂y‖_F² dt``. One evaluation costs one VJP of the field: with a batch
+    the VJP of the batched field gives every sample's ``εᵢᵀJᵢ`` at once (samples do not
+    interact), which is why this is not routed through ``matfree``'s per-vector estimator.
+    """
+
+    field: Any
+    event_ndim: int = eqx.field(static=True, default=1)
+
+    def __call__(self, t: Any, state: tuple, args: tuple) -> tuple:
+        y, _, _ = state
+        eps, field_args = args
+        f, vjp = jax.vjp(lambda yy: self.field(t, yy, field_args), y)
+        (eps_j,) = vjp(eps)
+        axes = tuple(range(-self.event_ndim, 0))
+        return f, jnp.sum(f**2, axis=axes), jnp.sum(eps_j**2, axis=axes)
+
+
+class RNODEOutput(NamedTuple):
+    """``y(T)``, kinetic energy ``∫‖f‖² dt`` and the Jacobian-Frobenius estimate
+    ``∫‖εᵀ∂f/∂y‖² dt`` (per sample), and the solve's :class:`Trajectory`."""
+
+    y1: Array
+    kinetic: Array
+    jacobian: Array
+    trajectory: Trajectory
+
+
+class RegularisedODEBlock(eqx.Module):
+    """An :class:`ODEBlock` whose solve also integrates the RNODE regularisers.
+
+    ``event_ndim``: trailing axes of one sample (1 for vectors ``(..., width)``, 2 for
+    ``(C, L)`` feature maps, 3 for ``(C, H, W)``). Each call draws one Gaussian probe of the
+    state's shape from ``key``.
+    """
+
+    block: ODEBlock
+    event_ndim: int = eqx.field(static=True)
+
+    def __init__(self, block: ODEBlock, *, event_ndim: int = 1):
+        if not isinstance(event_ndim, int) or event_ndim < 1:
+            raise ValueError(f"`event_ndim` must be a positive integer, got {event_ndim!r}.")
+        self.block = block
+        self.event_ndim = event_ndim
+
+    def __call__(
+        self, x: Float[Array, "..."], *, key: PRNGKeyArray, args: Any = None
+    ) -> RNODEOutput:
+        batch = x.shape[: x.ndim - self.event_ndim]
+        zeros = jnp.zeros(batch, x.dtype)
+        eps = jax.random.normal(key, x.shape, x.dtype)
+        field = RegularisedField(self.block.field, self.event_ndim)
+        traj = _solve(
+            self.block,
+            field,
+            (x, zeros, zeros),
+            t0=0.0,
+            t1=self.block.T,
+            args=(eps, args),
+            adjoint=self.block.adjoint,
+        )
+        y1, kinetic, jac = traj.y1
+        return RNODEOutput(y1, kinetic, jac, traj)
