@@ -4,8 +4,29 @@ A residual block is an explicit Euler step, a DEQ is a fixed point, an optimizer
 walk on a loss terrain. This package makes each statement a function you can call.
 """
 
-from . import bench, data, equilibrium, fields, nets, plotting, solvers, spectra, stability, train
-from .equilibrium import FixedPointInfo, fixed_point
+from . import (
+    bench,
+    cnf,
+    data,
+    equilibrium,
+    fields,
+    nets,
+    node,
+    plotting,
+    solvers,
+    spectra,
+    stability,
+    train,
+)
+from .cnf import CNF, standard_normal_log_prob
+from .equilibrium import (
+    FIXED_POINT_BACKWARDS,
+    FIXED_POINT_SOLVERS,
+    FixedPointInfo,
+    fixed_point,
+    jacobian_frobenius,
+    spectral_radius,
+)
 from .fields import (
     ConvField,
     GradientField,
@@ -18,11 +39,22 @@ from .fields import (
 from .integrate import STATUS, Trajectory, integrate
 from .nets import (
     AbstractDepthNet,
+    DEQBlock,
+    DEQCell,
     HighwayNet,
     ODEBlock,
     PlainNet,
     ResidualNet,
     ScaledResidualNet,
+)
+from .node import (
+    AugmentedODEBlock,
+    NFECounts,
+    RegularisedField,
+    RegularisedODEBlock,
+    RNODEOutput,
+    adjoint_backward,
+    nfe_forward_backward,
 )
 from .solvers import RK4, SOLVERS, Tableau, get_solver, tableau
 from .spectra import (
@@ -44,9 +76,26 @@ from .stability import max_stable_step, real_stability_interval, region, stabili
 __version__ = "0.1.0"
 
 __all__ = [
+    "CNF",
+    "standard_normal_log_prob",
+    "cnf",
+    "FIXED_POINT_BACKWARDS",
+    "FIXED_POINT_SOLVERS",
     "FixedPointInfo",
     "equilibrium",
     "fixed_point",
+    "jacobian_frobenius",
+    "spectral_radius",
+    "AugmentedODEBlock",
+    "NFECounts",
+    "RegularisedField",
+    "RegularisedODEBlock",
+    "RNODEOutput",
+    "adjoint_backward",
+    "nfe_forward_backward",
+    "node",
+    "DEQBlock",
+    "DEQCell",
     "block_field_jacobian",
     "condition_number",
     "end_to_end_jacobian",

@@ -17,14 +17,24 @@
   is skipped when ``|sᵀ H y|`` is tiny relative to ``‖s‖‖H y‖``. On linear maps it
   terminates in ≤ 2n steps (exact arithmetic, ``memory ≥ 2n``) whatever their spectral
   radius, so it also converges where Picard diverges;
+- ``newton``: Jacobian-free Newton–Krylov. Each step solves ``(J_f − I) δ = −(f(z) − z)``
+  with lineax GMRES on the matrix-free operator ``v ↦ J_f v − v`` (``jax.linearize`` of
+  ``f`` at ``z``, one jvp per Krylov vector; restart ``min(20, n)``, at most 10 restart
+  cycles) to the relative tolerance ``η = clip(residual, max(tol/100, 100 ε), 0.1)``
+  (an Eisenstat–Walker-type forcing term, so convergence is quadratic near ``z*``), then
+  ``z ← z + β δ``. Converges wherever Newton does (``J_f − I`` invertible near ``z*``),
+  including expanding maps;
 
 and differentiates it with one of the backward passes in :data:`FIXED_POINT_BACKWARDS`
 
 - ``implicit``: implicit function theorem, ``dz*/dθ = (I − J_f)⁻¹ ∂f/∂θ``; the adjoint
   ``u = g + J_fᵀ u`` is solved matrix-free (``vjp`` of ``f`` at ``z*``, the Jacobian is
-  never formed) by the *same* solver and tolerance as the forward pass; the gradient is
-  ``vjpθ(u)``. Memory does not grow with the number of forward steps;
+  never formed) by the *same* solver and tolerance as the forward pass (for ``newton``,
+  whose adjoint equation is linear, by one lineax GMRES solve of ``(I − J_fᵀ) u = g`` to
+  relative tolerance ``tol``); the gradient is ``vjpθ(u)``. Memory does not grow with the
+  number of forward steps;
 - ``jfb``: Jacobian-free backprop (Fung et al. 2022): ``u = g``, i.e. ``(I − J_f)⁻¹ ≈ I``;
+  exact when ``J_f(z*) = 0``, otherwise a descent-direction approximation;
 - ``phantom``: phantom gradients (Geng et al. 2021): ``phantom_steps`` = k steps of the
   damped iteration ``z ← (1 − τ) z + τ f(z, args)`` (``τ = phantom_damping``) started at
   ``stop_gradient(z*)``, differentiated by plain autodiff. As k → ∞ it tends to the
@@ -36,15 +46,21 @@ and differentiates it with one of the backward passes in :data:`FIXED_POINT_BACK
 ``z0`` gets a zero gradient under ``implicit``, ``jfb`` and ``phantom`` (``z*`` does not
 depend on it).
 
+States may be any pytree of floating arrays (one dtype): they are flattened with
+``jax.flatten_util.ravel_pytree`` internally and returned in ``z0``'s structure. With
+``batched=True`` every leaf carries a leading batch axis and each sample runs its own
+solve (``vmap``); ``args_axes`` (``vmap``'s ``in_axes`` for ``args``) makes ``args``
+per-sample too, e.g. the injected input ``x`` of a DEQ layer. No dense Jacobian (of a
+sample or of the batch) is ever formed.
+
 The residual reported in :class:`FixedPointInfo` (and compared with ``tol``) is
 **relative**: ``‖f(z) − z‖₂ / (‖z‖₂ + 1e-8)`` at the returned ``z`` (per sample when
 batched). The returned ``z`` is the last iterate whose residual was evaluated, so
 ``‖f(z) − z‖ ≤ tol · (‖z‖ + 1e-8)`` whenever ``info.converged``.
 
-Not yet implemented (planned, named in the ValueError): solver ``newton``
-(Jacobian-free Newton–Krylov via lineax); ``DEQBlock``; Jacobian regularisation; pytree
-(non-array) states; per-sample ``args`` in batched mode (vmap :func:`fixed_point` yourself
-for that).
+Diagnostics of ``J_f`` at a point (e.g. ``z*``): :func:`jacobian_frobenius`, a
+differentiable Hutchinson estimate of ``‖J_f‖_F²`` (the Jacobian regulariser of Bai et al.
+2021), and :func:`spectral_radius`, an Arnoldi estimate of ``ρ(J_f)``.
 """
 
 import functools
@@ -55,26 +71,36 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
+import lineax as lx
 from jax import lax
-from jaxtyping import Array
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Float, PRNGKeyArray
+from matfree import stochtrace
 
 __all__ = [
     "FIXED_POINT_SOLVERS",
     "FIXED_POINT_BACKWARDS",
     "PLANNED_SOLVERS",
     "PLANNED_BACKWARDS",
+    "HUTCHINSON_PROBES",
     "FixedPointInfo",
     "fixed_point",
+    "jacobian_frobenius",
+    "spectral_radius",
 ]
 
-FIXED_POINT_SOLVERS = ("picard", "anderson", "broyden")
+FIXED_POINT_SOLVERS = ("picard", "anderson", "broyden", "newton")
 FIXED_POINT_BACKWARDS = ("implicit", "jfb", "unroll", "phantom")
-PLANNED_SOLVERS = ("newton",)
+PLANNED_SOLVERS = ()
 PLANNED_BACKWARDS = ()
+HUTCHINSON_PROBES = ("rademacher", "normal")
 
 _RES_EPS = 1e-8
 _ANDERSON_REG = 1e-4
 _BROYDEN_SKIP = 1e-10
+_GMRES_RESTART = 20
+_GMRES_CYCLES = 10
+_NEWTON_ETA_MAX = 0.1
 
 
 class FixedPointInfo(NamedTuple):
@@ -94,6 +120,8 @@ class FixedPointInfo(NamedTuple):
 
 
 # --------------------------------------------------------------------------- solvers
+# Protocol: ``init(z, fz) -> state``; ``step(F, z, fz, state) -> (z_new, state)`` where
+# ``F`` is the flat map ``z ↦ f(z, args)`` (only Newton calls it, to linearise).
 
 
 class _Picard(NamedTuple):
@@ -102,7 +130,7 @@ class _Picard(NamedTuple):
     def init(self, z: Array, fz: Array) -> Any:
         return ()
 
-    def step(self, z: Array, fz: Array, state: Any) -> tuple[Array, Any]:
+    def step(self, F: Callable, z: Array, fz: Array, state: Any) -> tuple[Array, Any]:
         return z + self.damping * (fz - z), state
 
 
@@ -119,7 +147,7 @@ class _Anderson(NamedTuple):
             jnp.zeros((), jnp.int32),
         )
 
-    def step(self, z: Array, fz: Array, state: Any) -> tuple[Array, Any]:
+    def step(self, F: Callable, z: Array, fz: Array, state: Any) -> tuple[Array, Any]:
         X, G, count = state
         m, dtype = self.memory, z.dtype
         i = count % m
@@ -157,7 +185,7 @@ class _Broyden(NamedTuple):
             jnp.zeros((), jnp.bool_),  # previous (z, g) is a real iterate
         )
 
-    def step(self, z: Array, fz: Array, state: Any) -> tuple[Array, Any]:
+    def step(self, F: Callable, z: Array, fz: Array, state: Any) -> tuple[Array, Any]:
         U, V, z_prev, g_prev, count, has_prev = state
         g = fz - z
 
@@ -186,16 +214,53 @@ class _Broyden(NamedTuple):
         return z_new, (U, V, z, g, count, jnp.ones((), jnp.bool_))
 
 
-_Solver = _Picard | _Anderson | _Broyden
+def _gmres(operator: lx.AbstractLinearOperator, b: Array, rtol: Any, restart_cycles: int):
+    """``A x = b`` by lineax GMRES to ``‖A x − b‖_∞ ≲ rtol ‖b‖_∞`` (no throw: best effort)."""
+    rtol = lax.stop_gradient(rtol)
+    atol = rtol * lax.stop_gradient(jnp.max(jnp.abs(b)))
+    solver = lx.GMRES(
+        rtol=rtol,
+        atol=atol,
+        restart=min(_GMRES_RESTART, b.size),
+        max_steps=restart_cycles,
+        stagnation_iters=2,
+    )
+    return lx.linear_solve(operator, b, solver, throw=False).value
 
 
-def _make_solver(solver: str, damping: float, memory: int) -> _Solver:
+class _Newton(NamedTuple):
+    """Jacobian-free Newton–Krylov: ``(J_f − I) δ = −(f(z) − z)`` by GMRES, ``z += β δ``."""
+
+    damping: float
+    eta_min: float
+
+    def init(self, z: Array, fz: Array) -> Any:
+        return ()
+
+    def step(self, F: Callable, z: Array, fz: Array, state: Any) -> tuple[Array, Any]:
+        g = fz - z
+        _, jvp = jax.linearize(F, z)
+        op = lx.FunctionLinearOperator(lambda v: jvp(v) - v, jax.ShapeDtypeStruct(z.shape, z.dtype))
+        eta = jnp.clip(_residual(z, fz), self.eta_min, _NEWTON_ETA_MAX)
+        delta = _gmres(op, -g, eta, _GMRES_CYCLES)
+        # a failed Krylov solve (non-finite) falls back to a Picard step
+        delta = jnp.where(jnp.all(jnp.isfinite(delta)), delta, g)
+        return z + self.damping * delta, state
+
+
+_Solver = _Picard | _Anderson | _Broyden | _Newton
+
+
+def _make_solver(solver: str, damping: float, memory: int, tol: float, dtype: Any) -> _Solver:
     if solver == "picard":
         return _Picard(damping)
     if solver in ("anderson", "broyden"):
         if memory < 1:
             raise ValueError(f"memory must be >= 1; got {memory}.")
         return _Anderson(damping, memory) if solver == "anderson" else _Broyden(damping, memory)
+    if solver == "newton":
+        eps = float(jnp.finfo(dtype).eps)
+        return _Newton(damping, max(tol / 100, 100 * eps))
     if solver in PLANNED_SOLVERS:
         raise ValueError(
             f"Solver {solver!r} is planned but not yet implemented; valid solvers: "
@@ -241,7 +306,7 @@ def _run(
 
     def body(state):
         k, z, fz, _, trace, s = state
-        z_new, s = solver.step(z, fz, s)
+        z_new, s = solver.step(F, z, fz, s)
         fz_new = F(z_new)
         res_new = _residual(z_new, fz_new)
         return (k + 1, z_new, fz_new, res_new, trace.at[k].set(res_new), s)
@@ -278,11 +343,18 @@ def _fp_custom_bwd(spec, fn, jfb, residuals, cotangents):
         u = g
     else:
         _, vjp_z = jax.vjp(lambda zz: fn(zz, args), z)
+        if isinstance(spec.solver, _Newton):  # linear adjoint: one Krylov solve
+            op = lx.FunctionLinearOperator(
+                lambda v: v - vjp_z(v)[0], jax.ShapeDtypeStruct(z.shape, z.dtype)
+            )
+            rtol = max(spec.tol, spec.solver.eta_min)
+            u = _gmres(op, g, jnp.asarray(rtol, g.dtype), max(spec.max_steps, 1))
+        else:
 
-        def adjoint(u, _):
-            return g + vjp_z(u)[0]
+            def adjoint(u, _):
+                return g + vjp_z(u)[0]
 
-        u, _ = _run(spec, adjoint, g, None, unroll=False)
+            u, _ = _run(spec, adjoint, g, None, unroll=False)
     _, vjp_args = jax.vjp(lambda a: fn(z, a), args)
     (g_args,) = vjp_args(u)
     return jnp.zeros_like(z), g_args
@@ -305,15 +377,15 @@ def _phantom(fn, z_star, ext, steps: int, tau: float) -> Array:
 def _fixed_point_single(
     f, z0, args, spec: _Spec, backward: str, phantom_steps: int = 5, phantom_damping=0.5
 ):
-    shape = z0.shape
+    _check_output(f, z0, args)
+    z0flat, unravel = ravel_pytree(z0)
     f_conv, consts = jax.closure_convert(f, z0, args)
 
     def fn(zflat, ext):
         a, cs = ext
-        return jnp.ravel(f_conv(zflat.reshape(shape), a, *cs))
+        return ravel_pytree(f_conv(unravel(zflat), a, *cs))[0]
 
     ext = (args, tuple(consts))
-    z0flat = jnp.ravel(z0)
     if backward == "unroll":
         z, info = _run(spec, fn, z0flat, ext, unroll=True)
     elif backward == "phantom":
@@ -321,12 +393,44 @@ def _fixed_point_single(
         z = _phantom(fn, z, ext, phantom_steps, phantom_damping)
     else:
         z, info = _fp_custom(spec, fn, backward == "jfb", z0flat, ext)
-    return z.reshape(shape), info
+    return unravel(z), info
+
+
+def _check_state(z0: Any, batched: bool, args_axes: Any) -> Any:
+    """Floating leaves of one dtype, with a common leading axis when batched."""
+    z0 = jtu.tree_map(jnp.asarray, z0)
+    leaves = jtu.tree_leaves(z0)
+    if not leaves:
+        raise ValueError("z0 has no array leaves.")
+    dtypes = sorted({str(leaf.dtype) for leaf in leaves})
+    if len(dtypes) > 1 or not jnp.issubdtype(leaves[0].dtype, jnp.inexact):
+        raise ValueError(f"z0 must be floating point, all leaves one dtype; got {dtypes}.")
+    if batched:
+        sizes = {leaf.shape[0] if leaf.ndim else None for leaf in leaves}
+        if len(sizes) != 1 or None in sizes:
+            raise ValueError(
+                "batched=True needs a common leading batch axis on every leaf of z0; got "
+                f"shapes {[leaf.shape for leaf in leaves]}."
+            )
+    elif args_axes is not None:
+        raise ValueError("args_axes (per-sample args) needs batched=True.")
+    return z0
+
+
+def _check_output(f: Callable, z: Any, args: Any) -> None:
+    """``f`` must map a sample's state to a state of the same structure and shapes."""
+    want = jtu.tree_map(jnp.shape, z)
+    got = jtu.tree_map(lambda a: a.shape, jax.eval_shape(f, z, args))
+    if jtu.tree_structure(got) != jtu.tree_structure(want) or got != want:
+        raise ValueError(
+            f"f(z, args) must return a state of z's structure and shapes: z is {want}, "
+            f"f returned {got}."
+        )
 
 
 def fixed_point(
-    f: Callable[[Array, Any], Array],
-    z0: Array,
+    f: Callable[[Any, Any], Any],
+    z0: Any,
     args: Any = None,
     *,
     solver: str = "anderson",
@@ -336,24 +440,25 @@ def fixed_point(
     damping: float = 1.0,
     memory: int = 5,
     batched: bool = False,
+    args_axes: Any = None,
     throw: bool = False,
     phantom_steps: int = 5,
     phantom_damping: float = 0.5,
-) -> tuple[Array, FixedPointInfo]:
+) -> tuple[Any, FixedPointInfo]:
     """Solve ``z = f(z, args)`` from ``z0``; returns ``(z, info)``.
 
-    ``f`` maps an array of ``z0``'s shape (one sample) to the same shape. With
-    ``batched=True`` the leading axis of ``z0`` is a batch: each sample runs its own
-    solve (``vmap`` of the single-sample solver, ``args`` shared), stops at its own
-    tolerance and has its own ``info`` entries. ``solver`` ∈ :data:`FIXED_POINT_SOLVERS`,
-    ``backward`` ∈ :data:`FIXED_POINT_BACKWARDS`; ``damping`` is β of all solvers,
-    ``memory`` Anderson's window / Broyden's number of stored rank-one updates.
-    ``phantom_steps`` (k) and ``phantom_damping`` (τ) configure ``backward="phantom"``.
-    Gradients flow to ``args`` and to arrays ``f`` closes over. Non-convergence is
-    reported in ``info.converged``; with ``throw=True`` it raises (``eqx.error_if``; the
-    message names the residual).
+    ``f`` maps a state of ``z0``'s structure (one sample; any pytree of floating arrays)
+    to the same structure. With ``batched=True`` the leading axis of every leaf of ``z0``
+    is a batch: each sample runs its own solve (``vmap`` of the single-sample solver),
+    stops at its own tolerance and has its own ``info`` entries; ``args`` are shared
+    unless ``args_axes`` (``vmap``'s ``in_axes`` for ``args``: ``0`` or a pytree prefix)
+    maps them per sample. ``solver`` ∈ :data:`FIXED_POINT_SOLVERS`, ``backward`` ∈
+    :data:`FIXED_POINT_BACKWARDS`; ``damping`` is β of all solvers, ``memory`` Anderson's
+    window / Broyden's number of stored rank-one updates. ``phantom_steps`` (k) and
+    ``phantom_damping`` (τ) configure ``backward="phantom"``. Gradients flow to ``args``
+    and to arrays ``f`` closes over. Non-convergence is reported in ``info.converged``;
+    with ``throw=True`` it raises (``eqx.error_if``; the message names the residual).
     """
-    spec = _Spec(_make_solver(solver, damping, memory), tol, max_steps)
     if backward not in FIXED_POINT_BACKWARDS:
         kind = " (planned, not yet implemented)" if backward in PLANNED_BACKWARDS else ""
         raise ValueError(
@@ -367,9 +472,9 @@ def fixed_point(
             raise ValueError(f"phantom_steps must be >= 1; got {phantom_steps}.")
         if not phantom_damping > 0:
             raise ValueError(f"phantom_damping must be > 0; got {phantom_damping}.")
-    z0 = jnp.asarray(z0)
-    if not jnp.issubdtype(z0.dtype, jnp.inexact):
-        raise ValueError(f"z0 must be floating point; got dtype {z0.dtype}.")
+    z0 = _check_state(z0, batched, args_axes)
+    dtype = jtu.tree_leaves(z0)[0].dtype
+    spec = _Spec(_make_solver(solver, damping, memory, tol, dtype), tol, max_steps)
 
     single = functools.partial(
         _fixed_point_single,
@@ -380,7 +485,7 @@ def fixed_point(
         phantom_damping=phantom_damping,
     )
     if batched:
-        z, info = jax.vmap(single, in_axes=(0, None))(z0, args)
+        z, info = jax.vmap(single, in_axes=(0, args_axes))(z0, args)
     else:
         z, info = single(z0, args)
 
@@ -393,3 +498,93 @@ def fixed_point(
             msg += f"; final residual = {jnp.max(info.residual)!s}"
         z = eqx.error_if(z, jnp.logical_not(info.converged), msg)
     return z, info
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+
+def jacobian_frobenius(
+    f: Callable[[Any, Any], Any],
+    z: Any,
+    args: Any,
+    key: PRNGKeyArray,
+    *,
+    samples: int = 1,
+    probe: str = "rademacher",
+) -> Float[Array, ""]:
+    """Hutchinson estimate of ``‖∂f/∂z‖_F²`` at ``z`` (one sample), differentiable.
+
+    ``E_v ‖J v‖² = tr(JᵀJ) = ‖J‖_F²`` for probes with ``E[v vᵀ] = I``
+    (``probe`` ∈ :data:`HUTCHINSON_PROBES`: Rademacher signs or standard normals); the
+    mean over ``samples`` probes is returned. Each probe costs one forward-mode ``jvp``
+    (``J v``; ``‖vᵀJ‖²`` via ``vjp`` has the same expectation but needs a reverse pass).
+    Built on matfree's ``stochtrace.estimator_monte_carlo`` with its
+    ``monte_carlo_frobeniusnorm_squared`` integrand; ``z`` may be a pytree. Use as the
+    Jacobian regulariser of DEQ training (Bai et al. 2021) at ``z*``.
+    """
+    samplers = {"rademacher": stochtrace.sampler_signs, "normal": stochtrace.sampler_normal}
+    if probe not in samplers:
+        raise ValueError(f"Unknown probe {probe!r}; valid probes: {HUTCHINSON_PROBES}.")
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1; got {samples}.")
+
+    def jvp(v):
+        return jax.jvp(lambda zz: f(zz, args), (z,), (v,))[1]
+
+    estimate = stochtrace.estimator_monte_carlo(
+        stochtrace.monte_carlo_frobeniusnorm_squared(), samplers[probe](z, num=samples)
+    )
+    return estimate(jvp, key)
+
+
+def spectral_radius(
+    f: Callable[[Any, Any], Any],
+    z: Any,
+    args: Any = None,
+    *,
+    iters: int = 20,
+    key: PRNGKeyArray | None = None,
+) -> Float[Array, ""]:
+    """Estimate of ``ρ(J_f(z)) = max |λ(∂f/∂z)|`` at ``z`` (one sample), matrix-free.
+
+    ``k = min(iters, n)`` steps of Arnoldi (``jvp``s of ``f``, Gram–Schmidt done twice)
+    build the Krylov Hessenberg matrix ``H_k``; the estimate is ``max |eig(H_k)|``, the
+    largest Ritz value. Power iteration would return ``|λ_max|`` only for a real dominant
+    eigenvalue and oscillates for a complex pair; Ritz values handle both, and at
+    ``k = n`` they are the eigenvalues (up to round-off). ``key`` draws the start vector
+    (default ``PRNGKey(0)``). ``jnp.linalg.eigvals`` of the small ``H_k`` runs on CPU.
+    """
+    if iters < 1:
+        raise ValueError(f"iters must be >= 1; got {iters}.")
+    zflat, unravel = ravel_pytree(z)
+    n = zflat.size
+    k = min(iters, n)
+    dtype = zflat.dtype
+
+    def flat_f(zz):
+        return ravel_pytree(f(unravel(zz), args))[0].astype(dtype)
+
+    _, mv = jax.linearize(flat_f, zflat)
+    key = jax.random.PRNGKey(0) if key is None else key
+    v0 = jax.random.normal(key, (n,), dtype)
+    V = jnp.zeros((k + 1, n), dtype).at[0].set(v0 / jnp.linalg.norm(v0))
+    H = jnp.zeros((k + 1, k), dtype)
+    tiny = 1e3 * jnp.finfo(dtype).eps
+
+    def body(j, carry):
+        V, H = carry
+        w = mv(V[j])
+        scale = jnp.linalg.norm(w)
+        mask = (jnp.arange(k + 1) <= j).astype(dtype)
+        h = (V @ w) * mask
+        w = w - h @ V
+        h2 = (V @ w) * mask  # second Gram–Schmidt pass
+        w = w - h2 @ V
+        beta = jnp.linalg.norm(w)
+        ok = beta > tiny * scale  # breakdown: the Krylov space is invariant, stop growing
+        V = V.at[j + 1].set(jnp.where(ok, w / jnp.where(ok, beta, 1), 0))
+        H = H.at[:, j].set((h + h2).at[j + 1].set(jnp.where(ok, beta, 0)))
+        return V, H
+
+    _, H = lax.fori_loop(0, k, body, (V, H))
+    return jnp.max(jnp.abs(jnp.linalg.eigvals(H[:k, :k])))

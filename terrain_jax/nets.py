@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from .fields import ConvField, MLPField, PiecewiseConstantField
+from .equilibrium import FixedPointInfo, fixed_point, jacobian_frobenius, spectral_radius
+from .fields import ConvField, MLPField, PiecewiseConstantField, _activation
 from .integrate import Trajectory, integrate
 
 __all__ = [
@@ -27,6 +28,8 @@ __all__ = [
     "ScaledResidualNet",
     "Gate",
     "ODEBlock",
+    "DEQBlock",
+    "DEQCell",
     "make_blocks",
     "BLOCK_KINDS",
 ]
@@ -457,3 +460,166 @@ class ODEBlock(eqx.Module):
 
     def __call__(self, x: Any, args: Any = None) -> Any:
         return jtu.tree_map(lambda y: y[-1], self.solve(x, args=args).ys)
+
+
+class DEQCell(eqx.Module):
+    """The standard DEQ cell ``z ↦ act(W z + U x + b)`` for one sample.
+
+    ``W`` is ``width × width``, ``U`` is ``width × in_size`` (``in_size`` defaults to
+    ``width``, so ``z0 = zeros_like(x)`` fits). With ``spectral_bound = c`` the cell uses
+    ``W · min(1, c / σ_max(W))`` (exact ``σ_max`` by SVD, differentiable), so
+    ``‖W‖₂ ≤ c`` and, for a 1-Lipschitz ``act``, ``Lip(cell) ≤ c``: with ``c < 1`` the
+    cell contracts and Picard converges at rate ``≤ c^k`` (Banach).
+    """
+
+    weight: Float[Array, "w w"]
+    inject: Float[Array, "w d"]
+    bias: Float[Array, " w"]
+    activation: str = eqx.field(static=True)
+    spectral_bound: float | None = eqx.field(static=True)
+
+    def __init__(
+        self,
+        width: int,
+        in_size: int | None = None,
+        *,
+        key: PRNGKeyArray,
+        activation: str = "tanh",
+        spectral_bound: float | None = None,
+        weight_scale: float = 0.4,
+    ):
+        """``W`` ~ N(0, weight_scale² / width) (``‖W‖₂ ≈ 2·weight_scale``), ``U`` ~
+        N(0, 1 / in_size), ``b = 0``."""
+        _activation(activation)
+        if spectral_bound is not None and not spectral_bound > 0:
+            raise ValueError(f"spectral_bound must be > 0 or None; got {spectral_bound}.")
+        in_size = width if in_size is None else in_size
+        kw, ku = jax.random.split(key)
+        self.weight = weight_scale * jax.random.normal(kw, (width, width)) / jnp.sqrt(width)
+        self.inject = jax.random.normal(ku, (width, in_size)) / jnp.sqrt(in_size)
+        self.bias = jnp.zeros((width,))
+        self.activation = activation
+        self.spectral_bound = spectral_bound
+
+    def effective_weight(self) -> Float[Array, "w w"]:
+        """``W`` after spectral normalisation (``W`` itself without a bound)."""
+        if self.spectral_bound is None:
+            return self.weight
+        sigma = jnp.linalg.svd(self.weight, compute_uv=False)[0]
+        return self.weight * jnp.minimum(1.0, self.spectral_bound / sigma)
+
+    def prepared(self) -> Any:
+        """``(z, x) ↦ cell(z, x)`` with the normalised ``W`` computed once (the SVD then runs
+        once per solve rather than once per solver iteration)."""
+        W = self.effective_weight()
+        return lambda z, x: self._apply(W, z, x)
+
+    def _apply(self, W: Array, z: Array, x: Array) -> Array:
+        return _activation(self.activation)(W @ z + self.inject @ x + self.bias)
+
+    def __call__(self, z: Float[Array, " w"], x: Float[Array, " d"]) -> Float[Array, " w"]:
+        return self._apply(self.effective_weight(), z, x)
+
+
+class DEQBlock(eqx.Module):
+    """A deep equilibrium layer: ``z* = cell(z*, x)`` solved per sample.
+
+    ``cell(z, x) -> z`` acts on one sample (``z`` its state, ``x`` its injected input) and
+    holds the parameters (an ``eqx.Module`` or any callable closing over arrays). The
+    forward pass is :func:`terrain_jax.fixed_point` (``batched``, ``x`` per sample), so
+    ``solver``/``tol``/``max_steps``/``backward``/``damping``/``memory``/``phantom_*``
+    mean what they mean there; ``backward="implicit"`` trains with memory independent of
+    the number of solver steps. A :class:`DEQCell` with a ``spectral_bound`` is normalised
+    once per solve (:meth:`DEQCell.prepared`).
+
+        cell = DEQCell(64, key=key, spectral_bound=0.9)
+        block = DEQBlock(cell)
+        z = block(x)                    # x: (batch, 64)
+    """
+
+    cell: Any
+    solver: str = eqx.field(static=True)
+    tol: float = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+    backward: str = eqx.field(static=True)
+    damping: float = eqx.field(static=True)
+    memory: int = eqx.field(static=True)
+    phantom_steps: int = eqx.field(static=True)
+    phantom_damping: float = eqx.field(static=True)
+
+    def __init__(
+        self,
+        cell: Any,
+        *,
+        solver: str = "anderson",
+        tol: float = 1e-4,
+        max_steps: int = 50,
+        backward: str = "implicit",
+        damping: float = 1.0,
+        memory: int = 5,
+        phantom_steps: int = 5,
+        phantom_damping: float = 0.5,
+    ):
+        self.cell = cell
+        self.solver = solver
+        self.tol = tol
+        self.max_steps = max_steps
+        self.backward = backward
+        self.damping = damping
+        self.memory = memory
+        self.phantom_steps = phantom_steps
+        self.phantom_damping = phantom_damping
+
+    def _cell(self) -> Any:
+        return self.cell.prepared() if isinstance(self.cell, DEQCell) else self.cell
+
+    def solve(self, x: Any, z0: Any = None) -> tuple[Any, FixedPointInfo]:
+        """``(z*, info)`` for a batch ``x`` (leading axis); ``z0`` defaults to zeros like
+        ``x``. ``info`` entries carry the batch axis (each sample stops on its own)."""
+        z0 = jtu.tree_map(jnp.zeros_like, x) if z0 is None else z0
+        cell = self._cell()
+        return fixed_point(
+            lambda z, xi: cell(z, xi),
+            z0,
+            x,
+            solver=self.solver,
+            tol=self.tol,
+            max_steps=self.max_steps,
+            backward=self.backward,
+            damping=self.damping,
+            memory=self.memory,
+            batched=True,
+            args_axes=0,
+            phantom_steps=self.phantom_steps,
+            phantom_damping=self.phantom_damping,
+        )
+
+    def __call__(self, x: Any, z0: Any = None) -> Any:
+        return self.solve(x, z0)[0]
+
+    def jacobian_penalty(
+        self, x: Any, z: Any, key: PRNGKeyArray, *, samples: int = 1
+    ) -> Float[Array, ""]:
+        """Batch mean of the Hutchinson estimate of ``‖∂cell/∂z‖_F²`` at ``z`` (e.g.
+        ``z*``): the Jacobian regulariser of Bai et al. 2021; differentiable in the cell's
+        parameters (and in ``z``: pass ``stop_gradient(z)`` to penalise parameters only)."""
+        cell = self._cell()
+        n = jtu.tree_leaves(x)[0].shape[0]
+        keys = jax.random.split(key, n)
+        per = jax.vmap(
+            lambda zi, xi, ki: jacobian_frobenius(lambda zz, a: cell(zz, a), zi, xi, ki,
+                                                  samples=samples)
+        )(z, x, keys)  # fmt: skip
+        return jnp.mean(per)
+
+    def spectral_radius(
+        self, x: Any, z: Any, *, iters: int = 20, key: PRNGKeyArray | None = None
+    ) -> Float[Array, " batch"]:
+        """Per-sample estimate of ``ρ(∂cell/∂z)`` at ``z`` (Arnoldi, see
+        :func:`terrain_jax.equilibrium.spectral_radius`); ``< 1`` at ``z*`` means the
+        fixed point is locally attracting for Picard."""
+        cell = self._cell()
+        return jax.vmap(
+            lambda zi, xi: spectral_radius(lambda zz, a: cell(zz, a), zi, xi, iters=iters,
+                                           key=key)
+        )(z, x)  # fmt: skip

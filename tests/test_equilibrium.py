@@ -1,4 +1,7 @@
-"""Tests for terrain_jax.equilibrium: solvers, convergence reports, backward passes."""
+"""Tests for terrain_jax.equilibrium: solvers, convergence reports, backward passes,
+pytree and per-sample states, Jacobian diagnostics."""
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +12,8 @@ from terrain_jax.equilibrium import (
     FIXED_POINT_BACKWARDS,
     FIXED_POINT_SOLVERS,
     fixed_point,
+    jacobian_frobenius,
+    spectral_radius,
 )
 
 WIDTH, IN = 8, 3
@@ -75,7 +80,7 @@ def test_anderson_fewer_steps_on_slow_contraction():
     assert int(ib.steps) < int(ip.steps) / 2
 
 
-@pytest.mark.parametrize("solver", ["anderson", "broyden"])
+@pytest.mark.parametrize("solver", ["anderson", "broyden", "newton"])
 def test_picard_diverges_anderson_converges(solver):
     A = 1.5 * jnp.eye(4)
     c = jnp.arange(1.0, 5.0)
@@ -123,22 +128,88 @@ def _loss(args, backward, solver="anderson", tol=1e-12, max_steps=300):
     return jnp.sum(jnp.sin(z))
 
 
-@pytest.mark.parametrize("solver", FIXED_POINT_SOLVERS)
-def test_implicit_gradient_matches_finite_differences_and_unroll(x64, solver):
-    args = _params(0.5, np.float64)
-    g_imp = jax.grad(_loss)(args, "implicit", solver)
-    g_unr = jax.grad(_loss)(args, "unroll", solver)
-    # Central differences along a random direction in every argument.
+def _flat_map(z, args):
+    """A map with ``J_f(z*) = 0``: ``z* = a = tanh(W 1 + U x + b)``, ``f = a + ½ (W(z − a))²``."""
+    W, U, b, x = args
+    a = jnp.tanh(W @ jnp.ones_like(z) + U @ x + b)
+    return a + 0.5 * (W @ (z - a)) ** 2
+
+
+# Maps and phantom settings of the gradient grid. ``implicit`` and ``unroll`` are exact;
+# ``jfb`` is exact where J_f(z*) = 0 (the flat map), ``phantom`` with k steps of τ = 1 is
+# the Neumann series of (I − J_f)⁻¹ truncated after k terms: error ≤ Lip^k / (1 − Lip),
+# here 0.5^40 / 0.5 ≈ 2e-12, so it must match finite differences too.
+_GRID_MAP = {"implicit": _tanh_map, "unroll": _tanh_map, "phantom": _tanh_map, "jfb": _flat_map}
+_GRID_TOL = {np.float64: 1e-12, np.float32: 1e-6}
+
+
+@functools.cache
+def _grid_value_and_grad(solver, backward, dtype):
+    def loss(args):
+        z, _ = fixed_point(
+            _GRID_MAP[backward], jnp.zeros(WIDTH, dtype), args, solver=solver,
+            tol=_GRID_TOL[dtype], max_steps=100, backward=backward, phantom_steps=40,
+            phantom_damping=1.0,
+        )  # fmt: skip
+        return jnp.sum(jnp.sin(z))
+
+    return jax.jit(jax.value_and_grad(loss))
+
+
+def _directional(grads, dirs) -> float:
+    return float(sum(jnp.vdot(g.astype(jnp.float64), d) for g, d in zip(grads, dirs, strict=True)))
+
+
+def _fd_setup(solver, backward):
+    """float64 params, a random direction in all of them, and the central difference."""
+    vg64 = _grid_value_and_grad(solver, backward, np.float64)
+    a64 = _params(0.5, np.float64)
     rng = np.random.default_rng(3)
-    dirs = tuple(jnp.asarray(rng.standard_normal(a.shape)) for a in args)
+    dirs = tuple(jnp.asarray(rng.standard_normal(a.shape)) for a in a64)
     eps = 1e-5
-    plus = tuple(a + eps * d for a, d in zip(args, dirs, strict=True))
-    minus = tuple(a - eps * d for a, d in zip(args, dirs, strict=True))
-    fd = float((_loss(plus, "implicit", solver) - _loss(minus, "implicit", solver)) / (2 * eps))
-    ad = float(sum(jnp.vdot(g, d) for g, d in zip(g_imp, dirs, strict=True)))
-    assert abs(ad - fd) / abs(fd) <= 1e-6
-    for gi, gu in zip(g_imp, g_unr, strict=True):
-        np.testing.assert_allclose(gi, gu, rtol=1e-8, atol=1e-10)
+    plus = tuple(a + eps * d for a, d in zip(a64, dirs, strict=True))
+    minus = tuple(a - eps * d for a, d in zip(a64, dirs, strict=True))
+    fd = float((vg64(plus)[0] - vg64(minus)[0]) / (2 * eps))
+    return vg64, a64, dirs, fd
+
+
+@pytest.mark.parametrize("backward", FIXED_POINT_BACKWARDS)
+@pytest.mark.parametrize("solver", FIXED_POINT_SOLVERS)
+def test_gradient_grid_float64(x64, solver, backward):
+    """Every solver × backward pair in float64: AD gradient vs central differences (step
+    1e-5, solve to 1e-12: truncation ~1e-10, round-off ~1e-11) along a random direction
+    in all arguments, relative error ≤ 1e-6; implicit == unrolled at convergence."""
+    vg64, a64, dirs, fd = _fd_setup(solver, backward)
+    g64 = vg64(a64)[1]
+    err = abs(_directional(g64, dirs) - fd) / abs(fd)
+    print(f"{solver}/{backward}: rel err float64 {err:.1e}")
+    assert err <= 1e-6
+    if backward == "implicit":
+        g_unr = _grid_value_and_grad(solver, "unroll", np.float64)(a64)[1]
+        for gi, gu in zip(g64, g_unr, strict=True):
+            np.testing.assert_allclose(gi, gu, rtol=1e-8, atol=1e-10)
+
+
+# float32 on the whole grid costs ~16 more compiles; the implicit row runs by default,
+# the rest with --runslow.
+_F32_GRID = [
+    pytest.param(s, b, marks=() if b == "implicit" else pytest.mark.slow)
+    for s in FIXED_POINT_SOLVERS
+    for b in FIXED_POINT_BACKWARDS
+]
+
+
+@pytest.mark.parametrize(("solver", "backward"), _F32_GRID)
+def test_gradient_grid_float32(x64, solver, backward):
+    """The same pair in float32 (params cast, tol 1e-6) against the float64 central
+    difference of the same map (computed in float64, so the FD step is not the limit):
+    relative error ≤ 1e-3."""
+    _, _, dirs, fd = _fd_setup(solver, backward)
+    g32 = _grid_value_and_grad(solver, backward, np.float32)(_params(0.5, np.float32))[1]
+    assert all(g.dtype == jnp.float32 for g in g32)
+    err = abs(_directional(g32, dirs) - fd) / abs(fd)
+    print(f"{solver}/{backward}: rel err float32 {err:.1e}")
+    assert err <= 1e-3
 
 
 def test_implicit_gradient_float32_and_closure():
@@ -150,11 +221,13 @@ def test_implicit_gradient_float32_and_closure():
         z, _ = fixed_point(f, jnp.zeros(WIDTH), args[1:], tol=1e-6)
         return jnp.sum(jnp.sin(z))
 
-    g_closure = jax.grad(loss_closure)(W)
-    g_args = jax.grad(_loss)(args, "implicit", "anderson", 1e-6, 100)[0]
+    g_closure, g_args = jax.jit(
+        lambda W, args: (
+            jax.grad(loss_closure)(W),
+            jax.grad(_loss)(args, "implicit", "anderson", 1e-6, 100)[0],
+        )
+    )(W, args)
     np.testing.assert_allclose(g_closure, g_args, rtol=1e-5, atol=1e-6)
-    g_unr = jax.grad(_loss)(args, "unroll", "anderson", 1e-6, 100)[0]
-    np.testing.assert_allclose(g_closure, g_unr, rtol=1e-3, atol=1e-5)
 
 
 def test_phantom_gradient_tends_to_implicit(x64):
@@ -197,6 +270,9 @@ def test_jfb_gradient_is_one_step_approximation():
     # descent direction: positive alignment with the exact gradient
     dot = sum(float(jnp.vdot(a, b)) for a, b in zip(g_jfb, g_imp, strict=True))
     assert dot > 0
+    # ... but not exact here (J_f(z*) ≠ 0; the grid checks exactness where J_f(z*) = 0)
+    flat = lambda g: jnp.concatenate([jnp.ravel(a) for a in g])
+    assert float(jnp.linalg.norm(flat(g_jfb) - flat(g_imp)) / jnp.linalg.norm(flat(g_imp))) > 1e-2
 
 
 def test_z0_gets_zero_gradient():
@@ -219,8 +295,9 @@ def test_batched_converges_per_sample(solver):
     assert z.shape == (3, WIDTH) and info.steps.shape == (3,)
     assert info.trace.shape == (3, 100)
     assert bool(jnp.all(info.converged))
+    one = jax.jit(lambda z0: fixed_point(_tanh_map, z0, args, solver=solver, tol=1e-6))
     for i in range(3):
-        _, single = fixed_point(_tanh_map, z0[i], args, solver=solver, tol=1e-6)
+        _, single = one(z0[i])
         assert int(info.steps[i]) == int(single.steps)
         assert _fp_err(z[i], args) <= 1e-6
     # the batch does not share one stopping time
@@ -249,8 +326,7 @@ def test_unknown_names_list_valid_ones():
     with pytest.raises(ValueError, match="picard") as e:
         fixed_point(_tanh_map, jnp.zeros(WIDTH), args, solver="nope")
     assert "anderson" in str(e.value) and "broyden" in str(e.value)
-    with pytest.raises(ValueError, match="planned"):
-        fixed_point(_tanh_map, jnp.zeros(WIDTH), args, solver="newton")
+    assert "newton" in str(e.value)
     with pytest.raises(ValueError, match="implicit") as e:
         fixed_point(_tanh_map, jnp.zeros(WIDTH), args, backward="nope")
     for name in (*FIXED_POINT_BACKWARDS, "phantom"):
@@ -264,3 +340,185 @@ def test_jit_and_damping():
     )
     z, info = run(args)
     assert bool(info.converged) and _fp_err(z, args) <= 1e-5
+
+
+def test_newton_converges_quadratically_where_picard_fails(x64):
+    args = _params(3.0, np.float64, seed=4)  # ‖W‖₂ = 3: Picard does not settle
+    _, ip = fixed_point(_tanh_map, jnp.zeros(WIDTH), args, solver="picard", max_steps=50)
+    assert not bool(ip.converged)
+    z, info = fixed_point(_tanh_map, jnp.zeros(WIDTH), args, solver="newton", tol=1e-14)
+    assert bool(info.converged) and int(info.steps) <= 8
+    assert _fp_err(z, args) <= 1e-13
+    r = np.asarray(info.trace)[: int(info.steps)]
+    print("newton residuals:", r)
+    # quadratic: log r_{k+1} / log r_k ≈ 2 once r_k < 1e-2 (above the round-off floor)
+    orders = [
+        np.log(b) / np.log(a) for a, b in zip(r[:-1], r[1:], strict=True) if a < 1e-2 and b > 1e-13
+    ]
+    assert orders and min(orders) >= 1.8
+
+
+def test_newton_throw_reports_residual():
+    args = _params(3.0, seed=4)
+    with pytest.raises(Exception, match="residual"):
+        fixed_point(_tanh_map, jnp.zeros(WIDTH), args, solver="newton", max_steps=1,
+                    throw=True)[0].block_until_ready()  # fmt: skip
+
+
+def _pytree_map(z, args):
+    """The tanh map with its state split into a dict {"a": (3,), "b": (tuple of (5,))}."""
+    flat = jnp.concatenate([z["a"], z["b"][0]])
+    out = _tanh_map(flat, args)
+    return {"a": out[:3], "b": (out[3:],)}
+
+
+def _split(flat):
+    return {"a": flat[..., :3], "b": (flat[..., 3:],)}
+
+
+def test_pytree_state_matches_flat():
+    args = _params(0.5)
+
+    def loss(args, f, z0):
+        z, _ = fixed_point(f, z0, args, tol=1e-6)
+        return sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree_util.tree_leaves(z))
+
+    @jax.jit
+    def run(args):
+        z_tree, info = fixed_point(_pytree_map, _split(jnp.zeros(WIDTH)), args, tol=1e-6)
+        z_flat, _ = fixed_point(_tanh_map, jnp.zeros(WIDTH), args, tol=1e-6)
+        g_tree = jax.grad(loss)(args, _pytree_map, _split(jnp.zeros(WIDTH)))
+        g_flat = jax.grad(loss)(args, _tanh_map, jnp.zeros(WIDTH))
+        return z_tree, info, z_flat, g_tree, g_flat
+
+    z, info, z_flat, g_tree, g_flat = run(args)
+    assert jax.tree_util.tree_structure(z) == jax.tree_util.tree_structure(_split(z_flat))
+    assert bool(info.converged)
+    np.testing.assert_allclose(jnp.concatenate([z["a"], z["b"][0]]), z_flat, atol=1e-6)
+    for a, b in zip(g_tree, g_flat, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_batched_pytree_state_with_per_sample_args():
+    W, U, b, _ = _params(0.9, seed=2)
+    xs = jnp.asarray(np.random.default_rng(0).standard_normal((4, IN)), jnp.float32)
+    z0 = _split(jnp.zeros((4, WIDTH)))
+    axes = (None, None, None, 0)
+
+    def loss(xs):
+        z, info = fixed_point(_pytree_map, z0, (W, U, b, xs), batched=True, args_axes=axes,
+                              tol=1e-6)  # fmt: skip
+        return jnp.sum(jnp.sin(z["a"])) + jnp.sum(jnp.sin(z["b"][0])), (z, info)
+
+    def loss_one(x):  # one sample, unbatched, flat state
+        z, _ = fixed_point(_tanh_map, jnp.zeros(WIDTH), (W, U, b, x), tol=1e-6)
+        return jnp.sum(jnp.sin(z))
+
+    run = jax.jit(lambda xs: (jax.grad(loss, has_aux=True)(xs), jax.grad(loss_one)(xs[2])))
+    (g, (z, info)), g_one = run(xs)
+    assert info.steps.shape == (4,) and bool(jnp.all(info.converged))
+    zb = jnp.concatenate([z["a"], z["b"][0]], axis=-1)
+    for i in range(4):  # each sample solved with its own x
+        assert _fp_err(zb[i], (W, U, b, xs[i])) <= 1e-6
+    assert float(jnp.min(jnp.abs(zb[0] - zb[1]))) > 0  # the samples differ
+    np.testing.assert_allclose(g[2], g_one, rtol=1e-4, atol=1e-6)
+
+
+def test_state_validation():
+    args = _params(0.5)
+    with pytest.raises(ValueError, match="floating"):
+        fixed_point(_tanh_map, jnp.zeros(WIDTH, jnp.int32), args)
+    with pytest.raises(ValueError, match="structure"):
+        fixed_point(lambda z, a: z[:3], jnp.zeros(WIDTH), args)
+    with pytest.raises(ValueError, match="batched"):
+        fixed_point(_tanh_map, jnp.zeros(WIDTH), args, args_axes=0)
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+
+def test_jacobian_frobenius_exact_for_diagonal_jacobian(getkey):
+    # J = diag(w · tanh'(w z)): with Rademacher probes every sample gives Σ J_ii² exactly
+    w = jnp.linspace(-1.0, 2.0, WIDTH)
+    z = jnp.linspace(0.3, -0.4, WIDTH)
+    f = lambda z, w: jnp.tanh(w * z)
+    exact = jnp.sum(jnp.diagonal(jax.jacfwd(f)(z, w)) ** 2)
+    est = jacobian_frobenius(f, z, w, getkey(), samples=1)
+    np.testing.assert_allclose(est, exact, rtol=1e-6)
+
+
+@pytest.mark.parametrize("probe", ["normal", "rademacher"])
+def test_jacobian_frobenius_unbiased_within_five_sigma(probe, getkey):
+    args = _params(0.9, seed=1)
+    z = jnp.asarray(np.random.default_rng(1).standard_normal(WIDTH), jnp.float32)
+    J = np.asarray(jax.jacfwd(_tanh_map)(z, args), np.float64)
+    A = J.T @ J
+    exact = np.trace(A)
+    # Var ‖Jv‖² = 2‖A‖_F² (Gaussian) or 2(‖A‖_F² − Σ A_ii²) (Rademacher), A = JᵀJ
+    var = 2 * (np.sum(A**2) - (np.sum(np.diag(A) ** 2) if probe == "rademacher" else 0))
+    n = 4000
+    est = float(jacobian_frobenius(_tanh_map, z, args, getkey(), samples=n, probe=probe))
+    assert abs(est - exact) <= 5 * np.sqrt(var / n)
+
+
+def test_jacobian_frobenius_is_differentiable(x64, getkey):
+    args = _params(0.9, np.float64, seed=1)
+    z = jnp.asarray(np.random.default_rng(1).standard_normal(WIDTH))
+    key = getkey()
+    pen = lambda W: jacobian_frobenius(_tanh_map, z, (W, *args[1:]), key, samples=3)
+    d = jnp.asarray(np.random.default_rng(2).standard_normal((WIDTH, WIDTH)))
+    eps = 1e-6
+    fd = float((pen(args[0] + eps * d) - pen(args[0] - eps * d)) / (2 * eps))
+    ad = float(jnp.vdot(jax.grad(pen)(args[0]), d))
+    assert abs(ad - fd) <= 1e-6 * abs(fd)
+    with pytest.raises(ValueError, match="rademacher"):
+        jacobian_frobenius(_tanh_map, z, args, key, probe="nope")
+
+
+def _dense_radius(f, z, args):
+    return float(np.max(np.abs(np.linalg.eigvals(np.asarray(jax.jacfwd(f)(z, args))))))
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_spectral_radius_matches_dense_eigenvalues(x64, symmetric):
+    rng = np.random.default_rng(11)
+    W = rng.standard_normal((WIDTH, WIDTH))
+    W = (W + W.T) / 2 if symmetric else W
+    args = (jnp.asarray(W), *_params(1.0, np.float64)[1:])
+    z = jnp.asarray(rng.standard_normal(WIDTH))
+    est = float(spectral_radius(_tanh_map, z, args, iters=WIDTH))  # full Krylov space
+    np.testing.assert_allclose(est, _dense_radius(_tanh_map, z, args), rtol=1e-8)
+
+
+def test_spectral_radius_complex_dominant_pair_with_few_iterations(x64):
+    # J = P diag-blocks(0.9·rotation(1 rad), 0.3·random) P⁻¹ (n = 40): the dominant pair
+    # is complex, where power iteration oscillates; 12 Arnoldi steps resolve it
+    rng = np.random.default_rng(3)
+    n = 40
+    B = 0.3 * rng.standard_normal((n, n)) / np.sqrt(n)
+    B[:2, :] = 0.0
+    B[:, :2] = 0.0
+    B[:2, :2] = 0.9 * np.array([[np.cos(1.0), -np.sin(1.0)], [np.sin(1.0), np.cos(1.0)]])
+    P = np.eye(n) + 0.2 * rng.standard_normal((n, n)) / np.sqrt(n)
+    A = jnp.asarray(P @ B @ np.linalg.inv(P))
+    f = lambda z, A: A @ z
+    z = jnp.zeros(n)
+    exact = _dense_radius(f, z, A)
+    assert exact == pytest.approx(0.9, rel=1e-10)
+    est = float(spectral_radius(f, z, A, iters=12))
+    assert est == pytest.approx(exact, rel=1e-4)
+    # power iteration on the same operator does not settle: ‖J v_k‖ keeps oscillating
+    v = jnp.asarray(rng.standard_normal(n))
+    ratios = []
+    for _ in range(60):
+        w = A @ v
+        ratios.append(float(jnp.linalg.norm(w) / jnp.linalg.norm(v)))
+        v = w / jnp.linalg.norm(w)
+    assert max(ratios[-10:]) - min(ratios[-10:]) > 1e-3
+
+
+def test_spectral_radius_of_pytree_state():
+    args = _params(0.7, seed=5)
+    z = jnp.asarray(np.random.default_rng(5).standard_normal(WIDTH), jnp.float32)
+    est = float(spectral_radius(_pytree_map, _split(z), args, iters=WIDTH))
+    np.testing.assert_allclose(est, _dense_radius(_tanh_map, z, args), rtol=1e-4)
