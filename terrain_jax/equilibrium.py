@@ -150,21 +150,35 @@ class _Anderson(NamedTuple):
     def step(self, F: Callable, z: Array, fz: Array, state: Any) -> tuple[Array, Any]:
         X, G, count = state
         m, dtype = self.memory, z.dtype
-        i = count % m
-        X = X.at[i].set(z)
-        G = G.at[i].set(fz - z)
+        # write slot `count % m` by a one-hot select: under vmap the slot differs per
+        # sample, and a select is far cheaper than the scatter `.at[i].set` becomes
+        slot = (jnp.arange(m, dtype=jnp.int32) == count % m)[:, None]
+        X = jnp.where(slot, z[None], X)
+        G = jnp.where(slot, (fz - z)[None], G)
         count = count + 1
         mask = (jnp.arange(m, dtype=jnp.int32) < count).astype(dtype)
         GG = (G @ G.T) * mask[:, None] * mask[None, :]
         # Normalise so the regulariser is relative: α is invariant to scaling GGᵀ.
         scale = jnp.maximum(jnp.max(jnp.diagonal(GG)), jnp.finfo(dtype).tiny)
         A = GG / scale + jnp.diag(self.reg * mask + (1 - mask))
-        H = jnp.zeros((m + 1, m + 1), dtype)
-        H = H.at[0, 1:].set(mask).at[1:, 0].set(mask).at[1:, 1:].set(A)
-        rhs = jnp.zeros((m + 1,), dtype).at[0].set(1)
-        alpha = jnp.linalg.solve(H, rhs)[1:]
+        # min αᵀAα subject to Σα = 1 gives α = A⁻¹1 / (1ᵀA⁻¹1) over the used slots
+        y = _spd_solve_ones(A) * mask
+        alpha = y / jnp.sum(y)
         z_new = alpha @ X + self.damping * (alpha @ G)
         return z_new, (X, G, count)
+
+
+def _spd_solve_ones(A: Array) -> Array:
+    """``A⁻¹ 1`` for a small symmetric positive-definite ``A`` by Gaussian elimination
+    without pivoting, unrolled over the (static) size: a few vector operations, which
+    batch well under ``vmap`` where a LAPACK call per sample does not."""
+    m = A.shape[0]
+    b = jnp.ones((m,), A.dtype)
+    for i in range(m):
+        fac = (A[:, i] / A[i, i]).at[i].set(0)
+        A = A - fac[:, None] * A[i][None, :]
+        b = b - fac * b[i]
+    return b / jnp.diagonal(A)
 
 
 class _Broyden(NamedTuple):
