@@ -11,5 +11,9 @@ EXPERIMENTS: tuple[str, ...] = (
     "highway_gate",
     "lesion",
     "depth_as_time",
+    "deq_banach",
+    "stiffness",
+    "implicit_euler_gpt",
+    "cnf_density",
 )
 """Registered experiments, in run order (module names under ``experiments/``)."""
