@@ -21,9 +21,10 @@ venv: $(STAMP)
 figures: $(STAMP)
 	$(PY) -m experiments $(ARGS)
 
-## The whole test suite, lint included.
+## The whole test suite, lint included; one pytest worker per core (JOBS=1 for serial).
+JOBS ?= auto
 test: $(STAMP) lint
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n $(JOBS) $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -33,6 +34,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/bench_integrate.py
 	$(PY) scripts/bench_depth.py
+	$(PY) scripts/bench_deq.py
 
 clean-results:
 	rm -rf results/*.json results/*.npz results/CLAIMS.md figures/*.png

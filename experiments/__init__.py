@@ -15,5 +15,7 @@ EXPERIMENTS: tuple[str, ...] = (
     "stiffness",
     "implicit_euler_gpt",
     "cnf_density",
+    "chen_table",
+    "memory_depth",
 )
 """Registered experiments, in run order (module names under ``experiments/``)."""

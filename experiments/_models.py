@@ -27,6 +27,12 @@ __all__ = [
     "shared_blocks",
     "ce_loss",
     "masked_accuracy",
+    "ODENet",
+    "AdjointODENet",
+    "DEQNet",
+    "InjectionCell",
+    "train_step_fn",
+    "step_temp_bytes",
 ]
 
 
@@ -154,3 +160,172 @@ def masked_accuracy(model: Classifier, x: Array, y: Array, masks: Array) -> Arra
         return jnp.mean((pred == y).astype(jnp.float32))
 
     return jax.lax.map(one, masks)
+
+
+# ----------------------------------------------------------------------------- implicit nets
+
+
+class ODENet(eqx.Module):
+    """An :class:`~terrain_jax.ODEBlock` as the depth net of a :class:`Classifier`.
+
+    The whole batch is one state of the solve (one adaptive step size for the batch), so
+    ``solve(x).nfe`` is the number of field evaluations the batch costs. Layer deletion
+    (``mask``) has no meaning for a continuous block and is refused.
+    """
+
+    block: Any
+
+    def solve(self, x: Array) -> Any:
+        """The block's :class:`~terrain_jax.Trajectory` from ``x``."""
+        return self.block.solve(x)
+
+    def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
+        if mask is not None:
+            raise ValueError("ODENet has no layers to mask; call it without `mask`.")
+        return self.block(x)
+
+
+@eqx.filter_custom_vjp
+def _adjoint_solve(block_x):
+    block, x = block_x
+    return block(x)
+
+
+@_adjoint_solve.def_fwd
+def _adjoint_solve_fwd(perturbed, block_x):
+    block, x = block_x
+    return block(x), None  # nothing of the forward solve is kept
+
+
+@_adjoint_solve.def_bwd
+def _adjoint_solve_bwd(residuals, g, perturbed, block_x):
+    from terrain_jax.node import adjoint_backward
+
+    block, x = block_x
+    grads_x, grads_block, _ = adjoint_backward(block, x, g)
+    return grads_block, grads_x
+
+
+class AdjointODENet(eqx.Module):
+    """An :class:`~terrain_jax.ODEBlock` differentiated by the continuous adjoint of Chen
+    et al. 2018 (:func:`terrain_jax.node.adjoint_backward`): the backward pass re-solves
+    the state backwards together with its adjoint, storing nothing of the forward solve.
+    Unlike diffrax's ``BacksolveAdjoint`` it also runs on fixed-step grids."""
+
+    block: Any
+
+    def solve(self, x: Array) -> Any:
+        """The block's :class:`~terrain_jax.Trajectory` from ``x``."""
+        return self.block.solve(x)
+
+    def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
+        if mask is not None:
+            raise ValueError("AdjointODENet has no layers to mask; call it without `mask`.")
+        return _adjoint_solve((self.block, x))
+
+
+class InjectionCell(eqx.Module):
+    """The DEQ cell ``(z, x) ↦ x + f(z)`` for one sample, ``f`` a block field
+    ``f(t, z, args)`` called at ``t = 0``: the weight-tied, infinitely deep residual block
+    with input injection of Bai et al. 2019."""
+
+    field: Any
+
+    def __call__(self, z: Array, x: Array) -> Array:
+        return x + self.field(0.0, z, None)
+
+
+class DEQNet(eqx.Module):
+    """A :class:`~terrain_jax.nets.DEQBlock` with an :class:`InjectionCell` as the depth net
+    of a :class:`Classifier`: ``z* = x + f(z*)`` per sample from ``z0 = 0``, gradients by
+    ``backward`` (``implicit``: the implicit function theorem)."""
+
+    block: Any
+
+    def __init__(
+        self,
+        field: Any,
+        *,
+        solver: str = "anderson",
+        tol: float = 1e-4,
+        max_steps: int = 50,
+        backward: str = "implicit",
+        memory: int = 5,
+    ):
+        from terrain_jax.nets import DEQBlock
+
+        self.block = DEQBlock(
+            InjectionCell(field),
+            solver=solver,
+            tol=tol,
+            max_steps=max_steps,
+            backward=backward,
+            memory=memory,
+        )
+
+    def solve(self, x: Array) -> tuple[Array, Any]:
+        """``(z*, info)`` for a batch ``x``; ``info`` fields carry the batch axis."""
+        return self.block.solve(x)
+
+    def jacobian_penalty(self, x: Array, z: Array, key: PRNGKeyArray) -> Array:
+        """Batch mean of the Hutchinson estimate of ``‖∂cell/∂z‖_F² / n`` at ``z``
+        (``n`` the per-sample state size), the Jacobian regulariser of Bai et al. 2021."""
+        return self.block.jacobian_penalty(x, z, key) / (z.size // z.shape[0])
+
+    def adjoint_steps(self, x: Array, g: Array) -> Any:
+        """The backward solve of ``implicit``: ``u = g + J_fᵀ u`` at ``z*`` per sample, by
+        the forward's solver and tolerance; returns its :class:`FixedPointInfo` (its
+        ``steps`` + 1 is the number of vector-Jacobian products the backward pass costs)."""
+        from terrain_jax.equilibrium import fixed_point
+
+        blk = self.block
+        z, _ = self.solve(x)
+        z = jax.lax.stop_gradient(z)
+
+        def one(zi, xi, gi):
+            _, vjp = jax.vjp(lambda zz: blk.cell(zz, xi), zi)
+            return fixed_point(
+                lambda u, a: gi + vjp(u)[0],
+                gi,
+                None,
+                solver=blk.solver,
+                tol=blk.tol,
+                max_steps=blk.max_steps,
+                backward="jfb",
+                damping=blk.damping,
+                memory=blk.memory,
+            )[1]
+
+        return jax.vmap(one)(z, x, g)
+
+    def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
+        if mask is not None:
+            raise ValueError("DEQNet has no layers to mask; call it without `mask`.")
+        return self.solve(x)[0]
+
+
+def train_step_fn(loss_fn: Any, optimizer: Any, static: Any, *, has_aux: bool = False):
+    """``step(params, opt_state, xb, yb, *extra) -> (params, opt_state, loss[, aux])``: one
+    optimizer step of ``loss_fn(model, xb, yb, *extra)`` (which returns ``(loss, aux)``
+    when ``has_aux``; ``extra`` e.g. a PRNG key), the step :func:`terrain_jax.train.fit`
+    scans, written out so that its compiled memory and time can be measured on their
+    own."""
+    import optax
+
+    def step(params, opt_state, xb, yb, *extra):
+        model = eqx.combine(params, static)
+        out, grads = eqx.filter_value_and_grad(loss_fn, has_aux=has_aux)(model, xb, yb, *extra)
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        if has_aux:
+            return params, opt_state, out[0], out[1]
+        return params, opt_state, out
+
+    return step
+
+
+def step_temp_bytes(step: Any, *args: Any) -> int:
+    """Temporary memory XLA allocates for the compiled ``step(*args)`` (bytes)."""
+    mem = jax.jit(step).lower(*args).compile().memory_analysis()
+    return int(mem.temp_size_in_bytes)
