@@ -10,13 +10,16 @@ from . import (
     data,
     equilibrium,
     fields,
+    geometry,
     nets,
     node,
     plotting,
     solvers,
     spectra,
     stability,
+    terrains,
     train,
+    walking,
 )
 from .cnf import CNF, standard_normal_log_prob
 from .equilibrium import (
@@ -35,6 +38,19 @@ from .fields import (
     MLPField,
     NNXField,
     PiecewiseConstantField,
+)
+from .geometry import (
+    bregman,
+    entropy,
+    fisher_categorical,
+    fisher_simplex,
+    kl,
+    kl_gaussian,
+    mirror_descent,
+    natural_gradient,
+    neg_entropy,
+    project_simplex,
+    projected_gd,
 )
 from .integrate import STATUS, Trajectory, integrate
 from .nets import (
@@ -72,10 +88,49 @@ from .spectra import (
     top_singular_value,
 )
 from .stability import max_stable_step, real_stability_interval, region, stability_function
+from .terrains import TERRAINS, Terrain, critical_points, get_terrain
+from .walking import (
+    WALKING_STYLES,
+    HeavyBallField,
+    NesterovODEField,
+    get_style,
+    gradient_flow,
+    heavy_ball,
+    nesterov_ode,
+    walk,
+    walk_many,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "bregman",
+    "entropy",
+    "fisher_categorical",
+    "fisher_simplex",
+    "geometry",
+    "kl",
+    "kl_gaussian",
+    "mirror_descent",
+    "natural_gradient",
+    "neg_entropy",
+    "project_simplex",
+    "projected_gd",
+    "TERRAINS",
+    "Terrain",
+    "critical_points",
+    "get_terrain",
+    "terrains",
+    "WALKING_STYLES",
+    "HeavyBallField",
+    "NesterovODEField",
+    "get_style",
+    "gradient_flow",
+    "heavy_ball",
+    "nesterov_ode",
+    "walk",
+    "walk_many",
+    "walking",
     "CNF",
     "standard_normal_log_prob",
     "cnf",

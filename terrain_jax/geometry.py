@@ -1,0 +1,249 @@
+"""Information geometry of the probability simplex: divergences, metrics, walking styles.
+
+The book (Vol. II, ch. 5) says KL is the Bregman divergence of negative entropy, that the
+Fisher metric is KL's local quadratic form, and that mirror descent walks the simplex.
+This module makes each statement computable:
+
+- divergences: :func:`bregman` (of any convex ``F``, via ``jax.grad``), :func:`entropy`,
+  :func:`neg_entropy`, :func:`kl` (categorical), :func:`kl_gaussian` (diagonal Gaussians);
+- metrics: :func:`fisher_categorical` (softmax logits, ``diag(p) − ppᵀ``) and
+  :func:`fisher_simplex` (simplex coordinates, ``diag(1/p)`` on the tangent space);
+- :func:`project_simplex`: the Euclidean projection onto the simplex (Duchi et al. 2008);
+- walking styles as ``optax.GradientTransformation``: :func:`mirror_descent`
+  (exponentiated gradient), :func:`projected_gd` and :func:`natural_gradient`.
+
+Probability vectors live on the last axis; leading axes are batch axes.
+"""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Float
+
+__all__ = [
+    "bregman",
+    "entropy",
+    "neg_entropy",
+    "kl",
+    "kl_gaussian",
+    "fisher_categorical",
+    "fisher_simplex",
+    "project_simplex",
+    "mirror_descent",
+    "projected_gd",
+    "natural_gradient",
+]
+
+
+# ----------------------------------------------------------------------------- divergences
+
+
+def bregman(
+    F: Callable[[Array], Array],
+) -> Callable[[Array, Array], Array]:
+    """The Bregman divergence ``D_F(p, q) = F(p) − F(q) − ⟨∇F(q), p − q⟩`` of a convex ``F``.
+
+    ``F`` maps one point (any shape) to a scalar; ``∇F`` is ``jax.grad(F)``. The result is
+    nonnegative for convex ``F`` and zero at ``p = q``. ``bregman(neg_entropy)`` is the
+    generalised KL ``Σ p log(p/q) − Σ p + Σ q``, which is :func:`kl` on the simplex.
+    """
+    grad_F = jax.grad(F)
+
+    def divergence(p: Array, q: Array) -> Array:
+        return F(p) - F(q) - jnp.vdot(grad_F(q), p - q)
+
+    return divergence
+
+
+def _xlogx(p: Array) -> Array:
+    """``p log p`` with ``0 log 0 = 0``; gradient ``log p + 1`` where ``p > 0``."""
+    positive = p > 0
+    safe = jnp.where(positive, p, 1)
+    return jnp.where(positive, safe * jnp.log(safe), 0)
+
+
+def entropy(p: Float[Array, "... n"]) -> Float[Array, "..."]:
+    """Shannon entropy ``H(p) = −Σ p log p`` (nats) over the last axis, with ``0 log 0 = 0``."""
+    return -jnp.sum(_xlogx(p), axis=-1)
+
+
+def neg_entropy(p: Float[Array, "... n"]) -> Float[Array, "..."]:
+    """Negative entropy ``Σ p log p``: the convex potential whose Bregman divergence is KL."""
+    return jnp.sum(_xlogx(p), axis=-1)
+
+
+def kl(p: Float[Array, "... n"], q: Float[Array, "... n"]) -> Float[Array, "..."]:
+    """Categorical ``KL(p‖q) = Σ p log(p/q)`` over the last axis.
+
+    ``0 log(0/q) = 0`` for any ``q``; ``p > 0`` where ``q = 0`` gives ``+inf``. Computed as
+    ``p log(p/q)`` term by term (not ``Σ p log p − Σ p log q``) to keep precision when
+    ``p ≈ q``.
+    """
+    both = (p > 0) & (q > 0)
+    ratio = jnp.where(both, p, 1) / jnp.where(both, q, 1)
+    terms = jnp.where(both, p * jnp.log(ratio), 0)
+    terms = jnp.where((p > 0) & (q <= 0), jnp.inf, terms)
+    return jnp.sum(terms, axis=-1)
+
+
+def kl_gaussian(
+    mu1: float | Array, var1: float | Array, mu2: float | Array, var2: float | Array
+) -> Array:
+    """``KL(N(μ1, σ1²) ‖ N(μ2, σ2²))`` for 1-D or diagonal Gaussians (summed over entries).
+
+    Per coordinate ``½ [log(σ2²/σ1²) + (σ1² + (μ1 − μ2)²)/σ2² − 1]``. Asymmetric: the
+    divergence from a narrow to a wide Gaussian is smaller than the reverse.
+    """
+    mu1, var1, mu2, var2 = (jnp.asarray(a) for a in (mu1, var1, mu2, var2))
+    terms = 0.5 * (jnp.log(var2 / var1) + (var1 + (mu1 - mu2) ** 2) / var2 - 1)
+    return jnp.sum(terms)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def fisher_categorical(p: Float[Array, " n"]) -> Float[Array, "n n"]:
+    """Fisher information of a categorical in softmax-logit coordinates: ``diag(p) − ppᵀ``.
+
+    With ``p = softmax(θ)``, ``KL(softmax θ ‖ softmax(θ + δ)) = ½ δᵀ F δ + O(‖δ‖³)``; ``F``
+    equals the Hessian of that KL in ``δ`` at ``0``. ``F`` is singular along ``1`` (adding a
+    constant to the logits changes nothing), so invert it with a pseudo-inverse.
+    """
+    return jnp.diag(p) - jnp.outer(p, p)
+
+
+def fisher_simplex(p: Float[Array, " n"]) -> Float[Array, "n n"]:
+    """Fisher information of a categorical in simplex coordinates: ``diag(1/p)``.
+
+    Valid on the tangent space ``{δ : Σ δ = 0}``: ``KL(p ‖ p + δ) = ½ δᵀ diag(1/p) δ + O(‖δ‖³)``
+    (the χ² approximation ``½ Σ δ²/p``). Needs ``p > 0``.
+    """
+    return jnp.diag(1 / p)
+
+
+# ----------------------------------------------------------------------------- projection
+
+
+def _project_simplex_1d(v: Float[Array, " n"]) -> Float[Array, " n"]:
+    n = v.shape[-1]
+    u = jnp.sort(v)[::-1]
+    css = jnp.cumsum(u)
+    j = jnp.arange(1, n + 1, dtype=v.dtype)
+    active = u - (css - 1) / j > 0
+    rho = jnp.sum(active)  # the active condition holds exactly for j = 1..rho
+    tau = (css[rho - 1] - 1) / rho.astype(v.dtype)
+    return jnp.maximum(v - tau, 0)
+
+
+def project_simplex(v: Float[Array, "... n"]) -> Float[Array, "... n"]:
+    """Euclidean projection of ``v`` onto the simplex ``{p ≥ 0, Σ p = 1}`` along the last axis.
+
+    Sort-based, ``O(n log n)`` (Duchi, Shalev-Shwartz, Singer, Chandra 2008): the answer is
+    ``max(v − τ, 0)`` with the unique ``τ`` making it sum to one. Leading axes are batched;
+    the function also composes with ``vmap``, ``jit`` and ``grad``.
+    """
+    return jnp.vectorize(_project_simplex_1d, signature="(n)->(n)")(v)
+
+
+# ----------------------------------------------------------------------------- walking styles
+
+
+def _need_params(params: Any, name: str) -> None:
+    if params is None:
+        raise ValueError(
+            f"{name} needs the current params: call `update(grads, state, params)` "
+            "(optax passes them as the third argument)."
+        )
+
+
+def mirror_descent(learning_rate: float | Array) -> optax.GradientTransformation:
+    """Mirror descent with the negative-entropy mirror map (exponentiated gradient).
+
+    Each leaf of ``params`` is a probability vector (last axis; strictly positive):
+    ``p ← p · exp(−η g) / Z``. The update returned is ``p_new − p`` so that
+    ``optax.apply_updates`` gives ``p_new``; iterates stay on the open simplex for any ``η``.
+    """
+
+    def init_fn(params: Any) -> optax.EmptyState:
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates: Any, state: optax.EmptyState, params: Any = None):
+        _need_params(params, "mirror_descent")
+
+        def step(g: Array, p: Array) -> Array:
+            p_new = jax.nn.softmax(jnp.log(p) - learning_rate * g, axis=-1)
+            return p_new - p
+
+        return jax.tree.map(step, updates, params), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def projected_gd(learning_rate: float | Array) -> optax.GradientTransformation:
+    """Projected gradient descent on the simplex: ``p ← Π(p − η g)`` (Euclidean projection).
+
+    Each leaf of ``params`` is a probability vector along its last axis. Unlike
+    :func:`mirror_descent`, iterates can land on the simplex boundary (zero entries).
+    """
+
+    def init_fn(params: Any) -> optax.EmptyState:
+        del params
+        return optax.EmptyState()
+
+    def update_fn(updates: Any, state: optax.EmptyState, params: Any = None):
+        _need_params(params, "projected_gd")
+
+        def step(g: Array, p: Array) -> Array:
+            return project_simplex(p - learning_rate * g) - p
+
+        return jax.tree.map(step, updates, params), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+class NaturalGradientState(NamedTuple):
+    """Natural gradient keeps no state; the metric is recomputed at each step's params."""
+
+
+def natural_gradient(
+    learning_rate: float | Array,
+    metric_fn: Callable[[Any], Array],
+    damping: float = 0.0,
+) -> optax.GradientTransformation:
+    """Natural gradient descent: ``θ ← θ − η G(θ)⁺ g`` with ``G`` a metric at the params.
+
+    ``metric_fn(params)`` returns the ``(n, n)`` metric for the params flattened with
+    ``jax.flatten_util.ravel_pytree`` (for one vector: just that vector). ``G + damping·I``
+    is inverted with a Hermitian pseudo-inverse, so a singular metric is fine when the
+    gradient lies in its range. The categorical case: parametrise by logits ``θ`` with
+    ``p = softmax θ`` and pass ``lambda θ: fisher_categorical(jax.nn.softmax(θ))``; the
+    gradient of any ``L(softmax θ)`` sums to zero, i.e. it is orthogonal to the null vector
+    ``1`` of ``diag(p) − ppᵀ``, so the step is well defined. For ``L = KL(t ‖ softmax θ)``
+    the Fisher metric equals the Hessian at the optimum, so ``η = 1`` is a Newton step there.
+    """
+
+    def init_fn(params: Any) -> NaturalGradientState:
+        del params
+        return NaturalGradientState()
+
+    def update_fn(updates: Any, state: NaturalGradientState, params: Any = None):
+        _need_params(params, "natural_gradient")
+        flat_g, unravel = ravel_pytree(updates)
+        flat_p, _ = ravel_pytree(params)
+        G = metric_fn(params)
+        n = flat_p.shape[0]
+        if G.shape != (n, n):
+            raise ValueError(
+                f"metric_fn must return an ({n}, {n}) matrix for {n} flattened params; "
+                f"got shape {G.shape}."
+            )
+        G = G + damping * jnp.eye(n, dtype=G.dtype)
+        direction = jnp.linalg.pinv(G, hermitian=True) @ flat_g
+        return unravel(-learning_rate * direction), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
