@@ -90,6 +90,7 @@ from .spectra import (
 from .stability import max_stable_step, real_stability_interval, region, stability_function
 from .terrains import TERRAINS, Terrain, critical_points, get_terrain
 from .walking import (
+    SIMPLEX_STYLES,
     WALKING_STYLES,
     HeavyBallField,
     NesterovODEField,
@@ -121,6 +122,7 @@ __all__ = [
     "critical_points",
     "get_terrain",
     "terrains",
+    "SIMPLEX_STYLES",
     "WALKING_STYLES",
     "HeavyBallField",
     "NesterovODEField",

@@ -26,9 +26,11 @@ import optax
 from jaxtyping import Array, ArrayLike, Float, PyTree
 
 from .fields import GradientField
+from .geometry import mirror_descent, projected_gd
 
 __all__ = [
     "WALKING_STYLES",
+    "SIMPLEX_STYLES",
     "get_style",
     "walk",
     "walk_many",
@@ -121,16 +123,24 @@ WALKING_STYLES: dict[str, Callable[..., optax.GradientTransformation]] = {
 """Walking-style factories by name: ``WALKING_STYLES[name](**hyper)`` is an optax
 transformation. Every hyper-parameter may be a JAX array (also a tracer under ``vmap``)."""
 
+SIMPLEX_STYLES: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "mirror_descent": mirror_descent,
+    "projected_gd": projected_gd,
+}
+"""Walking styles of the probability simplex (:mod:`terrain_jax.geometry`): positions are
+probability vectors (last axis) and every step stays on the simplex. Kept apart from
+:data:`WALKING_STYLES`, whose styles walk all of ``R^n``; :func:`get_style` takes both."""
+
 Style = str | optax.GradientTransformation | Callable[..., optax.GradientTransformation]
 
 
 def get_style(style: Style, **hyper: Hyper) -> optax.GradientTransformation:
     """The optax transformation for ``style`` with hyper-parameters ``hyper``.
 
-    ``style`` is a name from :data:`WALKING_STYLES`, a factory ``(**hyper) ->
-    GradientTransformation``, or a ready ``optax.GradientTransformation`` (then ``hyper``
-    must be empty). Unknown names and hyper-parameters raise ``ValueError`` listing the
-    valid ones.
+    ``style`` is a name from :data:`WALKING_STYLES` or :data:`SIMPLEX_STYLES`, a factory
+    ``(**hyper) -> GradientTransformation``, or a ready ``optax.GradientTransformation``
+    (then ``hyper`` must be empty). Unknown names and hyper-parameters raise ``ValueError``
+    listing the valid ones.
     """
     if isinstance(style, optax.GradientTransformation):
         if hyper:
@@ -141,9 +151,9 @@ def get_style(style: Style, **hyper: Hyper) -> optax.GradientTransformation:
         return style
     if isinstance(style, str):
         try:
-            factory = WALKING_STYLES[style]
+            factory = {**WALKING_STYLES, **SIMPLEX_STYLES}[style]
         except KeyError:
-            valid = ", ".join(WALKING_STYLES)
+            valid = ", ".join([*WALKING_STYLES, *SIMPLEX_STYLES])
             raise ValueError(
                 f"Unknown walking style {style!r}; valid names are: {valid} "
                 "(or pass any optax.GradientTransformation)."

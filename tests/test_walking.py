@@ -13,6 +13,7 @@ from helpers import tree_allclose
 
 from terrain_jax.integrate import integrate
 from terrain_jax.walking import (
+    SIMPLEX_STYLES,
     WALKING_STYLES,
     Path,
     get_style,
@@ -284,3 +285,15 @@ def test_errors_say_what_to_do():
     with pytest.raises(ValueError, match="common length"):
         walk_many(bowl, "sgd", jnp.ones((2, 2)), 3,
                   hyper_grid={"learning_rate": jnp.ones(3), "momentum": jnp.ones(2)})  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(SIMPLEX_STYLES))
+def test_simplex_styles_walk_on_the_simplex_to_the_target(name):
+    """Mirror descent and projected GD by name through ``walk``: every position is a
+    probability vector and the walk reaches the minimiser of ½‖p − t‖² on the simplex."""
+    t = jnp.array([0.7, 0.2, 0.1])
+    path = walk(lambda p: 0.5 * jnp.sum((p - t) ** 2), name, jnp.full(3, 1 / 3), 300,
+                hyper={"learning_rate": 0.5})  # fmt: skip
+    P = path.positions
+    assert jnp.all(P >= 0) and jnp.allclose(P.sum(-1), 1.0, atol=1e-5)
+    assert jnp.allclose(P[-1], t, atol=1e-4), P[-1]
