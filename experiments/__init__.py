@@ -17,5 +17,6 @@ EXPERIMENTS: tuple[str, ...] = (
     "cnf_density",
     "chen_table",
     "memory_depth",
+    "step_size_stability",
 )
 """Registered experiments, in run order (module names under ``experiments/``)."""
