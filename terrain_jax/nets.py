@@ -443,18 +443,36 @@ class ODEBlock(eqx.Module):
 
     def solve(self, x: Any, *, saveat: Any = None, args: Any = None) -> Trajectory:
         """The full :class:`Trajectory` (steps, NFE, status) of the block's solve."""
+        return self.solve_with(
+            self.field, x, t0=0.0, t1=self.T, saveat=saveat, args=args, adjoint=self.adjoint
+        )
+
+    def solve_with(
+        self,
+        field: Any,
+        y0: Any,
+        *,
+        t0: float,
+        t1: float,
+        saveat: Any = None,
+        args: Any = None,
+        adjoint: Any = None,
+    ) -> Trajectory:
+        """:func:`~terrain_jax.integrate` of another ``field`` (an augmented or adjoint
+        system built from the block's) with the block's solver, steps, tolerances and
+        ``max_steps``."""
         return integrate(
-            self.field,
-            x,
-            t0=0.0,
-            t1=self.T,
+            field,
+            y0,
+            t0=t0,
+            t1=t1,
             solver=self.solver,
             steps=self.steps,
             rtol=self.rtol,
             atol=self.atol,
             saveat=saveat,
             args=args,
-            adjoint=self.adjoint,
+            adjoint=adjoint,
             max_steps=self.max_steps,
         )
 

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from .integrate import Trajectory, integrate
+from .integrate import Trajectory
 from .nets import ODEBlock
 
 __all__ = [
@@ -34,25 +34,6 @@ __all__ = [
     "RegularisedODEBlock",
     "RNODEOutput",
 ]
-
-
-def _solve(
-    block: ODEBlock, field: Any, y0: Any, *, t0: float, t1: float, args: Any, adjoint: Any = None
-) -> Trajectory:
-    """``integrate`` with the block's solver, steps, tolerances and ``max_steps``."""
-    return integrate(
-        field,
-        y0,
-        t0=t0,
-        t1=t1,
-        solver=block.solver,
-        steps=block.steps,
-        rtol=block.rtol,
-        atol=block.atol,
-        args=args,
-        adjoint=adjoint,
-        max_steps=block.max_steps,
-    )
 
 
 # ---------------------------------------------------------------------------- adjoint
@@ -100,7 +81,9 @@ def adjoint_backward(
     params, static = eqx.partition(block.field, eqx.is_inexact_array)
     g0 = jtu.tree_map(jnp.zeros_like, params)
     state1 = (y1, g_y1, g0)
-    back = _solve(block, _AdjointDynamics(static), state1, t0=block.T, t1=0.0, args=(params, args))
+    back = block.solve_with(
+        _AdjointDynamics(static), state1, t0=block.T, t1=0.0, args=(params, args)
+    )
     _, grads_x, grads_params = back.y1
     grads_block = eqx.tree_at(lambda b: b.field, block, grads_params, is_leaf=lambda z: z is None)
     return grads_x, grads_block, back
@@ -353,8 +336,7 @@ class RegularisedODEBlock(eqx.Module):
         zeros = jnp.zeros(batch, x.dtype)
         eps = jax.random.normal(key, x.shape, x.dtype)
         field = RegularisedField(self.block.field, self.event_ndim)
-        traj = _solve(
-            self.block,
+        traj = self.block.solve_with(
             field,
             (x, zeros, zeros),
             t0=0.0,
