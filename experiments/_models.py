@@ -210,7 +210,8 @@ class AdjointODENet(eqx.Module):
     """An :class:`~terrain_jax.ODEBlock` differentiated by the continuous adjoint of Chen
     et al. 2018 (:func:`terrain_jax.node.adjoint_backward`): the backward pass re-solves
     the state backwards together with its adjoint, storing nothing of the forward solve.
-    Unlike diffrax's ``BacksolveAdjoint`` it also runs on fixed-step grids."""
+    Its backward solve is ours, so its cost is visible (``adjoint_backward`` returns the
+    backward :class:`~terrain_jax.Trajectory`)."""
 
     block: Any
 

@@ -104,7 +104,8 @@ class NFECounts(NamedTuple):
       backward solve; each evaluation is one ``f`` forward plus one VJP.
     - ``backsolve_diffrax``: ``f`` evaluations counted in the backward pass of diffrax's
       ``BacksolveAdjoint`` for the same gradient (cross-check of ``backsolve``); ``-1``
-      for fixed-step blocks, which ``BacksolveAdjoint`` cannot run on a ``StepTo`` grid.
+      for fixed-step blocks (not counted there; ``integrate`` runs fixed-step backsolve
+      with a constant step since diffrax cannot reverse a ``StepTo`` grid).
     - ``checkpoint``: ``f`` evaluations re-run during the backward pass of the
       checkpointed (discretise-then-optimise) gradient: re-runs from diffrax's binomial
       step checkpoints (adaptive steps) and from its checkpointed Runge--Kutta stage loop
