@@ -216,13 +216,19 @@ def _check_finite(x0: PyTree, what: str) -> PyTree:
 
 
 def _walk(
-    loss: Callable[[PyTree], Array], style: Style, x0: PyTree, steps: int, hyper: dict
+    loss: Callable[[PyTree], Array],
+    style: Style,
+    x0: PyTree,
+    steps: int,
+    hyper: dict,
+    every: int = 1,
 ) -> Path:
-    """The un-jitted walk: build the style (hyper may be traced) and scan ``steps`` steps."""
+    """The un-jitted walk: build the style (hyper may be traced) and scan ``steps`` steps,
+    keeping the state at every ``every``-th step (an inner scan runs the steps between)."""
     tx = get_style(style, **hyper)
     vg = jax.value_and_grad(loss)
 
-    def body(carry, _):
+    def step(carry, _):
         x, state = carry
         value, g = vg(x)
         # optax mixes Python floats with int32 counters, which strict dtype promotion
@@ -232,9 +238,15 @@ def _walk(
             x_new = optax.apply_updates(x, updates)
         return (x_new, state), (x, value, optax.tree.norm(g))
 
+    def stride(carry, _):
+        first = step(carry, None)
+        carry, _ = jax.lax.scan(step, first[0], None, length=every - 1)
+        return carry, first[1]
+
     with jax.numpy_dtype_promotion("standard"):
         state0 = tx.init(x0)
-    (x_end, _), (xs, values, norms) = jax.lax.scan(body, (x0, state0), None, length=steps)
+    body = step if every == 1 else stride
+    (x_end, _), (xs, values, norms) = jax.lax.scan(body, (x0, state0), None, length=steps // every)
     v_end, g_end = vg(x_end)
     cat = lambda a, b: jnp.concatenate([a, jnp.asarray(b, a.dtype)[None]])  # noqa: E731
     return Path(
@@ -244,9 +256,14 @@ def _walk(
     )
 
 
-def _check_steps(steps: int) -> None:
+def _check_steps(steps: int, every: int) -> None:
     if not isinstance(steps, int | np.integer) or steps < 1:
         raise ValueError(f"`steps` must be a positive integer, got {steps!r}.")
+    if not isinstance(every, int | np.integer) or every < 1 or steps % every:
+        raise ValueError(
+            f"`every` must be a positive integer dividing `steps` = {steps}, got {every!r}; "
+            f"`every=steps` keeps only the start and the end."
+        )
 
 
 _walk_jit = eqx.filter_jit(_walk)
@@ -259,6 +276,7 @@ def walk(
     steps: int,
     *,
     hyper: dict[str, Hyper] | None = None,
+    every: int = 1,
 ) -> Path:
     """Walk ``steps`` steps of ``style`` downhill on ``loss`` from ``x0``.
 
@@ -268,17 +286,20 @@ def walk(
 
     Grids by ``vmap``: ``jax.vmap(lambda lr: walk(loss, "sgd", x0, 50,
     hyper={"learning_rate": lr}))(lrs)``, or :func:`walk_many` for starts × grid.
+    ``every`` keeps the state after every ``every``-th step only (``steps // every + 1``
+    entries), so long walks from many starts need not store every step; ``every=steps``
+    keeps the start and the end.
     Non-finite ``x0`` raises ``ValueError``; divergence shows as non-finite ``losses``.
     """
-    _check_steps(steps)
+    _check_steps(steps, every)
     x0 = _check_finite(jtu.tree_map(jnp.asarray, x0), "x0")
-    return _walk_jit(loss, style, x0, int(steps), dict(hyper or {}))
+    return _walk_jit(loss, style, x0, int(steps), dict(hyper or {}), int(every))
 
 
 @eqx.filter_jit
-def _walk_many_jit(loss, style, x0s, steps, hyper, hyper_grid):
+def _walk_many_jit(loss, style, x0s, steps, hyper, hyper_grid, every):
     def one(x0, grid_point):
-        return _walk(loss, style, x0, steps, {**hyper, **grid_point})
+        return _walk(loss, style, x0, steps, {**hyper, **grid_point}, every)
 
     over_starts = jax.vmap(one, in_axes=(0, None))
     if not hyper_grid:
@@ -294,15 +315,17 @@ def walk_many(
     *,
     hyper_grid: dict[str, Float[ArrayLike, " grid"]] | None = None,
     hyper: dict[str, Hyper] | None = None,
+    every: int = 1,
 ) -> Path:
     """Many starts (leading axis of every leaf of ``x0s``) × a hyper-parameter grid.
 
     ``hyper_grid`` maps hyper-parameter names to 1-D arrays of one common length ``G``;
     they are zipped, not crossed (use ``jnp.meshgrid(...)`` + ``ravel`` for a product).
     ``hyper`` fixes the others. Returns a :class:`Path` with leading axes ``(G, starts)``
-    (just ``(starts,)`` without a grid). All walks run in one compiled call.
+    (just ``(starts,)`` without a grid). All walks run in one compiled call. ``every`` as in
+    :func:`walk` (``every=steps`` for basin maps: only where each start ends).
     """
-    _check_steps(steps)
+    _check_steps(steps, every)
     x0s = _check_finite(jtu.tree_map(jnp.asarray, x0s), "x0s")
     grid = {k: jnp.asarray(v) for k, v in (hyper_grid or {}).items()}
     lengths = {k: v.shape[:1] for k, v in grid.items()}
@@ -310,7 +333,7 @@ def walk_many(
         raise ValueError(
             f"hyper_grid values must be 1-D arrays of one common length; got shapes {lengths}."
         )
-    return _walk_many_jit(loss, style, x0s, int(steps), dict(hyper or {}), grid)
+    return _walk_many_jit(loss, style, x0s, int(steps), dict(hyper or {}), grid, int(every))
 
 
 # --------------------------------------------------------------------------- continuous limits

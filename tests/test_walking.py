@@ -297,3 +297,16 @@ def test_simplex_styles_walk_on_the_simplex_to_the_target(name):
     P = path.positions
     assert jnp.all(P >= 0) and jnp.allclose(P.sum(-1), 1.0, atol=1e-5)
     assert jnp.allclose(P[-1], t, atol=1e-4), P[-1]
+
+
+def test_every_keeps_the_strided_states_of_the_full_walk(getkey):
+    starts = jax.random.normal(getkey(), (5, 2))
+    full = walk_many(rosenbrock, "adam", starts, 60, hyper={"learning_rate": 0.05})
+    strided = walk_many(rosenbrock, "adam", starts, 60, hyper={"learning_rate": 0.05}, every=20)
+    assert strided.losses.shape == (5, 4)
+    for a, b in zip(jtu.tree_leaves(full), jtu.tree_leaves(strided), strict=True):
+        np.testing.assert_allclose(a[:, ::20], b, rtol=1e-6, atol=1e-7)
+    ends = walk(rosenbrock, "momentum", starts[0], 30, every=30)
+    np.testing.assert_allclose(ends.final, walk(rosenbrock, "momentum", starts[0], 30).final)
+    with pytest.raises(ValueError, match="dividing"):
+        walk(rosenbrock, "sgd", starts[0], 10, every=3)
