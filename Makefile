@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) scripts/bench_integrate.py
 	$(PY) scripts/bench_depth.py
 	$(PY) scripts/bench_deq.py
+	$(PY) scripts/bench_walk.py
 
 clean-results:
 	rm -rf results/*.json results/*.npz results/CLAIMS.md figures/*.png

@@ -18,5 +18,10 @@ EXPERIMENTS: tuple[str, ...] = (
     "chen_table",
     "memory_depth",
     "step_size_stability",
+    "euler_quartic",
+    "walking_styles",
+    "basins",
+    "simplex_walks",
+    "kl_bregman",
 )
 """Registered experiments, in run order (module names under ``experiments/``)."""

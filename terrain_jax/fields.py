@@ -245,7 +245,7 @@ class GradientField(eqx.Module):
     ``takes_args=True``.
     """
 
-    potential: Callable = eqx.field(static=True)
+    potential: Callable  # a pytree: a Terrain (an eqx.Module holding arrays) is fine
     takes_args: bool = eqx.field(static=True, default=False)
 
     def __call__(self, t: Any, y: Any, args: Any = None) -> Any:
@@ -260,7 +260,7 @@ class HamiltonianField(eqx.Module):
     ``γ > 0`` this is the heavy-ball flow: energy ``H`` decreases at rate ``γ‖p‖²``.
     """
 
-    hamiltonian: Callable = eqx.field(static=True)
+    hamiltonian: Callable
     damping: float | Array = 0.0
 
     def __call__(self, t: Any, y: tuple[Any, Any], args: Any = None) -> tuple[Any, Any]:

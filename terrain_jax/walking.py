@@ -355,7 +355,7 @@ class HeavyBallField(eqx.Module):
     rate ``dH/dt = −γ‖p‖²``.
     """
 
-    loss: Callable = eqx.field(static=True)
+    loss: Callable
     damping: float | Array
 
     def __call__(self, t: Any, y: tuple[Any, Any], args: Any = None) -> tuple[Any, Any]:
@@ -384,7 +384,7 @@ class NesterovODEField(eqx.Module):
     ``v = 0``); at ``t = 0`` the field returns NaN.
     """
 
-    loss: Callable = eqx.field(static=True)
+    loss: Callable
 
     def __call__(self, t: Any, y: tuple[Any, Any], args: Any = None) -> tuple[Any, Any]:
         x, v = y
