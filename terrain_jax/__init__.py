@@ -11,6 +11,7 @@ from . import (
     equilibrium,
     fields,
     geometry,
+    landscape,
     nets,
     node,
     plotting,
@@ -53,6 +54,19 @@ from .geometry import (
     projected_gd,
 )
 from .integrate import STATUS, Trajectory, integrate
+from .landscape import (
+    NORMALISATIONS,
+    PCAPlane,
+    direction_between,
+    interpolate,
+    pca_directions,
+    random_direction,
+    random_directions,
+    stack_checkpoints,
+    surface,
+    surface_1d,
+    surface_2d,
+)
 from .nets import (
     AbstractDepthNet,
     DEQBlock,
@@ -105,6 +119,18 @@ from .walking import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "NORMALISATIONS",
+    "PCAPlane",
+    "direction_between",
+    "interpolate",
+    "landscape",
+    "pca_directions",
+    "random_direction",
+    "random_directions",
+    "stack_checkpoints",
+    "surface",
+    "surface_1d",
+    "surface_2d",
     "bregman",
     "entropy",
     "fisher_categorical",
