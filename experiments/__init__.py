@@ -23,5 +23,9 @@ EXPERIMENTS: tuple[str, ...] = (
     "basins",
     "simplex_walks",
     "kl_bregman",
+    "loss_surfaces",
+    "edge_of_stability",
+    "sharp_flat",
+    "hessian_outliers",
 )
 """Registered experiments, in run order (module names under ``experiments/``)."""
