@@ -7,6 +7,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
+# Small LAPACK calls (the 90×90 tridiagonal eigh of a Lanczos run) are pathologically slow
+# with multi-threaded OpenBLAS on a busy machine (116 ms against 0.5 ms single-threaded);
+# XLA's own matmuls do not use OpenBLAS, so one thread costs nothing else.
+OPENBLAS_NUM_THREADS ?= 1
+export OPENBLAS_NUM_THREADS
+
 .PHONY: figures test lint bench venv clean-results
 
 $(STAMP): pyproject.toml
@@ -36,6 +42,7 @@ bench: $(STAMP)
 	$(PY) scripts/bench_depth.py
 	$(PY) scripts/bench_deq.py
 	$(PY) scripts/bench_walk.py
+	$(PY) scripts/bench_landscape.py
 
 clean-results:
 	rm -rf results/*.json results/*.npz results/CLAIMS.md figures/*.png
