@@ -65,7 +65,7 @@ import optax  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
 from jaxtyping import Array  # noqa: E402
 
-from terrain_jax.bench import Timing, bench_row, machine_info, time_jitted  # noqa: E402
+from terrain_jax.bench import Timing, bench_row, machine_info, time_calls, time_jitted  # noqa: E402
 from terrain_jax.data import digits  # noqa: E402
 from terrain_jax.landscape import random_directions, surface_2d  # noqa: E402
 from terrain_jax.spectra import hessian_operator, hessian_top_eigenvalues  # noqa: E402
@@ -115,17 +115,6 @@ def _grid_coords() -> tuple[np.ndarray, np.ndarray]:
     return g, np.stack([xx.ravel(), yy.ravel()], axis=-1)
 
 
-def _time_loop(run: Callable[[], Any], repeats: int) -> list[float]:
-    """Wall seconds of ``run()`` (blocked on), after one warm-up call."""
-    jax.block_until_ready(run())
-    runs = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(run())
-        runs.append(time.perf_counter() - t)
-    return runs
-
-
 def _extrapolated(compile_s: float, runs: list[float], scale: float) -> Timing:
     scaled = tuple(r * scale for r in runs)
     return Timing(compile_s, float(np.median(scaled)), scaled, None)
@@ -173,7 +162,7 @@ def bench_surfaces(name: str, model: Any, x: Array, y: Array, a: Any) -> tuple[l
     def loop_a() -> np.ndarray:
         return np.array([float(point_loss(dyn, d1, d2, c, x, y)) for c in sub_a])
 
-    t_a = _extrapolated(comp_a, _time_loop(loop_a, a.repeats), points / len(sub_a))
+    t_a = _extrapolated(comp_a, time_calls(loop_a, a.repeats), points / len(sub_a))
     diff_a = float(np.max(np.abs(loop_a() - z[: len(sub_a)])))
 
     # (b) loss-landscape's way: per point a shift, then minibatches with a sync per batch
@@ -197,7 +186,7 @@ def bench_surfaces(name: str, model: Any, x: Array, y: Array, a: Any) -> tuple[l
             out.append(total / n)
         return np.array(out)
 
-    t_b = _extrapolated(comp_b, _time_loop(loop_b, a.repeats), points / len(sub_b))
+    t_b = _extrapolated(comp_b, time_calls(loop_b, a.repeats), points / len(sub_b))
     diff_b = float(np.max(np.abs(loop_b() - z[: len(sub_b)])))
 
     ref_a = (
@@ -303,7 +292,7 @@ def bench_lanczos(name: str, model: Any, x: Array, y: Array, a: Any, label: str)
         run = lambda update=update: _loop_lanczos(
             lambda v: hvp(flat, v, x, y), update, v0, LANCZOS_ITERS
         )
-        runs = _time_loop(run, a.repeats)
+        runs = time_calls(run, a.repeats)
         ref = Timing(comp_s, float(np.median(runs)), tuple(runs), None)
         vals[kind] = run()
         rel = float(np.max(np.abs(vals[kind] - ours_vals) / np.abs(ours_vals)))

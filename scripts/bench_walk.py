@@ -36,7 +36,7 @@ import numpy as np
 import optax
 from jaxtyping import Array
 
-from terrain_jax.bench import Timing, bench_row, machine_info, time_jitted
+from terrain_jax.bench import Timing, bench_row, machine_info, time_calls, time_jitted
 from terrain_jax.terrains import get_terrain
 from terrain_jax.walking import get_style, walk, walk_many
 
@@ -62,17 +62,6 @@ def _adam_step(terrain: Any) -> tuple[Callable, optax.GradientTransformation]:
             return optax.apply_updates(x, updates), state
 
     return step, tx
-
-
-def _time_loop(run: Callable[[], Any], repeats: int) -> list[float]:
-    """Wall seconds of ``run()`` (blocked on), after one warm-up call."""
-    jax.block_until_ready(run())
-    runs = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(run())
-        runs.append(time.perf_counter() - t)
-    return runs
 
 
 def _extrapolated(compile_s: float, runs: list[float], subset: int) -> Timing:
@@ -154,7 +143,7 @@ def main() -> None:
             ends.append(x)
         return jnp.stack(ends)
 
-    runs = _time_loop(loop_steps, a.repeats)
+    runs = time_calls(loop_steps, a.repeats)
     t_loop_step = _extrapolated(step_compile, runs, a.step_subset)
     diff_step = float(np.max(np.abs(np.asarray(loop_steps()) - final[: a.step_subset])))
 
@@ -171,7 +160,7 @@ def main() -> None:
         def loop_walks(one=one) -> list:
             return [one(x) for x in sub_walk]
 
-        runs = _time_loop(loop_walks, a.repeats)
+        runs = time_calls(loop_walks, a.repeats)
         loop_walk_t[every] = _extrapolated(compile_s, runs, a.walk_subset)
         if every == STEPS:
             ends = np.stack([np.asarray(pth.final) for pth in loop_walks()])

@@ -15,7 +15,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Timing", "time_jitted", "matmul_peak", "machine_info", "bench_row", "flops_of"]
+__all__ = [
+    "Timing",
+    "time_jitted",
+    "time_calls",
+    "matmul_peak",
+    "machine_info",
+    "bench_row",
+    "flops_of",
+]
 
 
 class Timing(NamedTuple):
@@ -62,6 +70,21 @@ def time_jitted(
         runs.append(dt)
         spent += dt
     return Timing(compile_s, float(np.median(runs)), tuple(runs), flops_of(compiled))
+
+
+def time_calls(run: Any, repeats: int) -> list[float]:
+    """Wall seconds of each of ``repeats`` calls of ``run()`` (blocked on), after one warm-up.
+
+    For references that are Python loops (of jitted steps, per-point evaluations, ...),
+    which ``time_jitted`` cannot compile as one function.
+    """
+    jax.block_until_ready(run())
+    runs = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(run())
+        runs.append(time.perf_counter() - t)
+    return runs
 
 
 def matmul_peak(n: int = 2048, dtype: Any = jnp.float32, repeats: int = 10) -> float:
