@@ -22,11 +22,28 @@ and in between
   :class:`~terrain_jax.nets.DEQBlock`), Anderson forward, implicit-function-theorem
   backward (``u = g + J_fᵀ u`` solved by Anderson), trained with the Jacobian regulariser
   of Bai et al. 2021, ``γ ‖∂cell/∂z‖_F² / n`` at ``z*`` (Hutchinson, one Rademacher probe,
-  ``γ = DEQ_JAC_REG``). Why: the first full run trained the DEQ without it and on MNIST-1D
-  the map drifted out of contraction — every forward solve of the last epoch hit
-  ``max_steps = 30`` unconverged and test accuracy was 0.848; the regulariser is the
-  standard remedy; γ = 1 is a round default, not tuned. With it, whether the DEQ's solves
-  converge at the end of training is recorded as a claim (``solved_frac_last_epoch``).
+  ``γ = deq_jac_reg``). On MNIST-1D the injection ``x`` is not the stem's output itself but
+  that of ``deq_pre = 3`` untied residual blocks (:class:`DEQStack`; MDEQ, Bai et al. 2020,
+  also puts a convolutional stem before its equilibrium layer), so the equilibrium
+  layer refines features instead of having to build them from a linear stem. Why: a DEQ
+  counts here only if its solves converge (``test_solved_frac``: the fraction of test
+  samples whose solve meets ``DEQ_TOL`` within ``DEQ_MAX_STEPS``; below 99 % it is an
+  unrolled weight-tied net, not an equilibrium). On the linear stem alone every variant we
+  tried (seed 0, 16 epochs) traded accuracy for convergence: no regulariser 0.848 test
+  accuracy with 0 % of the last epoch's solves converged, γ = 1 0.643 / 99 %, width 64 with
+  γ = 0 / 0.1 / 1 0.907 / 1 %, 0.854 / 43 %, 0.659 / 34 %; phantom gradients, Lipschitz-
+  bounded kernels, LayerNorm and GroupNorm (MDEQ-style) cells and injection inside the
+  nonlinearity did no better. The residual stem and γ were then chosen on a validation
+  split (the last 800 of the 4,000 training samples, never the test set; accuracy, then
+  the fraction of validation solves converged): 2 stem blocks, γ = 1 / 2: 0.889, 99.9 % /
+  0.905, 99.0 %; 3 blocks, γ = 1: 0.918, 96.6 %; γ = 4: 0.906, 100 %; γ = 2 over three
+  initialisations: 0.933 / 0.931 / 0.901, ≥ 99.9 % (taken: best mean with 3 blocks);
+  3 blocks with a contractive cell instead (:class:`~terrain_jax.nets.ContractiveConvCell`,
+  ``Lip(f) ≤ 0.9`` by construction, γ = 0): 0.924 / 0.905 / 0.906, 100 %; 4 blocks, γ = 2:
+  0.936 / 0.931, 100 % (not taken: the stem would be 4 of the ResNet's 6 blocks). The
+  stem alone (no DEQ): 2 blocks 0.813, 3 blocks 0.885 / 0.888 / 0.886. The 3-block stem
+  alone is trained here too (``deq_stem``) and recorded as an ablation claim.
+  Digits keeps the plain DEQ (no stem blocks, γ = 1), which already converges.
 
 Data: MNIST-1D (4,000/1,000, 40 features) with 1-D convolutional blocks
 ``K_2 * relu(K_1 * x + b_1) + b_2`` (``ConvField``, shifted matmuls), a stride-2 convolutional
@@ -53,6 +70,7 @@ DEQ, the batch's NFE is that of its slowest sample (the ``vmap``-ed loop runs un
 sample has converged).
 """
 
+import functools
 import time
 from typing import Any
 
@@ -90,18 +108,23 @@ DEQ_TOL = 1e-3  # relative residual ‖f(z) − z‖ / ‖z‖
 DEQ_MAX_STEPS = 30
 DEQ_MEMORY = 5
 DEQ_OUT_GAIN = 0.5
-DEQ_JAC_REG = 1.0  # γ of the Jacobian regulariser γ ‖∂cell/∂z‖_F² / n (Bai et al. 2021)
+DEQ_PRE_SEED = 7  # the DEQ's residual stem blocks draw from fold_in(net key, 7)
 WEIGHT_DECAY = 1e-4
 STEM_KERNEL = 5
 
+# deq_pre: untied residual blocks between the stem and the DEQ (the DEQ's stem, as in
+# MDEQ); deq_jac_reg: γ of the Jacobian regulariser γ ‖∂cell/∂z‖_F² / n (Bai et al. 2021)
 CONFIG = {
-    "mnist1d": dict(kind="conv1d", width=32, epochs=16, batch=64, lr=3e-3, stem_stride=2),
-    "digits": dict(kind="mlp", width=64, epochs=100, batch=128, lr=3e-3, stem_stride=1),
-}
+    "mnist1d": dict(kind="conv1d", width=32, epochs=16, batch=64, lr=3e-3, stem_stride=2,
+                    deq_pre=3, deq_jac_reg=2.0),
+    "digits": dict(kind="mlp", width=64, epochs=100, batch=128, lr=3e-3, stem_stride=1,
+                   deq_pre=0, deq_jac_reg=1.0),
+}  # fmt: skip
 # quick: one data set (MLP blocks compile fastest), two steps, no backward-NFE solves
 QUICK = {
-    "digits": dict(kind="mlp", width=8, epochs=1, batch=64, lr=3e-3, stem_stride=1, n_train=128),
-}
+    "digits": dict(kind="mlp", width=8, epochs=1, batch=64, lr=3e-3, stem_stride=1, n_train=128,
+                   deq_pre=0, deq_jac_reg=1.0),
+}  # fmt: skip
 
 # criteria, fixed before the runs
 MATCH = 0.01  # "matches": ODE-Net test accuracy ≥ ResNet's − 1 point ...
@@ -118,9 +141,42 @@ def _field(kind: str, width: int, key) -> Any:
     return jax.tree_util.tree_map(lambda a: a[0], stacked)
 
 
+class DEQStack(eqx.Module):
+    """The DEQ's depth net: ``pre`` (``None`` or a :class:`~terrain_jax.ResidualNet` of
+    untied blocks, the DEQ's residual stem) computes the injection ``x``, then
+    ``z* = x + f(z*)`` (:class:`DEQNet`). ``pre`` is differentiated by backprop, the
+    equilibrium by the implicit function theorem."""
+
+    pre: Any
+    deq: DEQNet
+
+    def inject(self, x: jax.Array) -> jax.Array:
+        """The injected input of the fixed-point solve."""
+        return x if self.pre is None else self.pre(x)
+
+    def solve(self, x: jax.Array) -> tuple[jax.Array, Any]:
+        """``(z*, info)`` for a batch of stem outputs ``x``."""
+        return self.deq.solve(self.inject(x))
+
+    def __call__(self, x: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
+        if mask is not None:
+            raise ValueError("DEQStack has no layers to mask; call it without `mask`.")
+        return self.solve(x)[0]
+
+
+def _residual_stem(kind: str, w: int, blocks: int, key) -> ResidualNet | None:
+    """``blocks`` untied residual blocks with the ResNet's step ``h = 1/√RES_BLOCKS``."""
+    if blocks == 0:
+        return None
+    h = float(1.0 / np.sqrt(RES_BLOCKS))
+    stacked = shared_blocks(kind, w, w, blocks, key=key)
+    return ResidualNet(w, w, blocks, key=key, h=h, blocks=stacked)
+
+
 def _nets(cfg: dict, key) -> dict[str, Any]:
     kind, w = cfg["kind"], cfg["width"]
     k_res, k_field = jax.random.split(key)
+    k_pre = jax.random.fold_in(key, DEQ_PRE_SEED)
     T = RES_BLOCKS * (1.0 / np.sqrt(RES_BLOCKS))
     blocks = shared_blocks(kind, w, w, RES_BLOCKS, key=k_res)
     field = _field(kind, w, k_field)
@@ -141,7 +197,12 @@ def _nets(cfg: dict, key) -> dict[str, Any]:
                 max_steps=ODE_MAX_STEPS,
             )
         ),
-        "deq": DEQNet(deq_field, tol=DEQ_TOL, max_steps=DEQ_MAX_STEPS, memory=DEQ_MEMORY),
+        "deq": DEQStack(
+            _residual_stem(kind, w, cfg["deq_pre"], k_pre),
+            DEQNet(deq_field, tol=DEQ_TOL, max_steps=DEQ_MAX_STEPS, memory=DEQ_MEMORY),
+        ),
+        # the DEQ's residual stem alone (ablation: what the equilibrium layer adds)
+        "deq_stem": _residual_stem(kind, w, cfg["deq_pre"], k_pre),
     }
 
 
@@ -159,13 +220,19 @@ def _solve(net: Any, z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     return zs, nfe, jnp.mean(info.converged.astype(jnp.float32))
 
 
-def _loss(model: Classifier, xb: jax.Array, yb: jax.Array, key: jax.Array):
-    """Cross-entropy (+ the DEQ's Jacobian regulariser); aux: NFE forward, fraction solved."""
+def _loss(model: Classifier, xb: jax.Array, yb: jax.Array, key: jax.Array, *, jac_reg: float):
+    """Cross-entropy (+ the DEQ's Jacobian regulariser ``jac_reg · ‖∂cell/∂z‖_F² / n`` at
+    ``z*``); aux: NFE forward, fraction solved."""
+    net = model.net
     x0 = model.embed(xb)
-    z, nfe, ok = _solve(model.net, x0)
+    if not isinstance(net, DEQStack):
+        z, nfe, ok = _solve(net, x0)
+        return cross_entropy(model.head(z), yb), (nfe, ok)
+    xi = net.inject(x0)
+    z, nfe, ok = _solve(net.deq, xi)
     loss = cross_entropy(model.head(z), yb)
-    if isinstance(model.net, DEQNet) and DEQ_JAC_REG > 0:
-        loss = loss + DEQ_JAC_REG * model.net.jacobian_penalty(x0, z, key)
+    if jac_reg > 0:
+        loss = loss + jac_reg * net.deq.jacobian_penalty(xi, z, key)
     return loss, (nfe, ok)
 
 
@@ -186,8 +253,14 @@ def _backward_nfe(model: Classifier, xb: jax.Array, yb: jax.Array) -> jax.Array:
     g = jax.grad(lambda zz: cross_entropy(model.head(zz), yb))(z)
     if isinstance(net, ODENet):
         return adjoint_backward(net.block, z0, g)[2].nfe.astype(jnp.int32)
-    info = net.adjoint_steps(z0, g)
+    info = net.deq.adjoint_steps(net.inject(z0), g)
     return (jnp.max(info.steps) + 1).astype(jnp.int32)
+
+
+@eqx.filter_jit
+def _solved_frac(model: Classifier, x: jax.Array) -> jax.Array:
+    """Fraction of the samples ``x`` whose fixed-point solve meets the tolerance."""
+    return _solve(model.net, model.embed(x))[2]
 
 
 # ----------------------------------------------------------------------------- training
@@ -208,7 +281,8 @@ def _train(model: Classifier, ds, cfg: dict, key, quick: bool) -> dict:
     params, static = eqx.partition(model, eqx.is_array)
     with jax.numpy_dtype_promotion("standard"):
         opt_state = opt.init(params)
-    step = train_step_fn(_loss, opt, static, has_aux=True)
+    loss_fn = functools.partial(_loss, jac_reg=float(cfg.get("deq_jac_reg", 0.0)))
+    step = train_step_fn(loss_fn, opt, static, has_aux=True)
     xb0, yb0 = x_tr[:bs], y_tr[:bs]
     k_batches, k_probe = jax.random.split(key)
     probes = jax.random.split(k_probe, steps)  # Hutchinson probes of the DEQ regulariser
@@ -269,7 +343,7 @@ def run(seed: int, quick: bool) -> dict:
         "deq_tol": DEQ_TOL,
         "deq_max_steps": DEQ_MAX_STEPS,
         "deq_backward": "implicit",
-        "deq_jacobian_reg": DEQ_JAC_REG,
+        "deq_memory": DEQ_MEMORY,
     }
     arrays: dict = {}
     claims: list[dict] = []
@@ -280,7 +354,8 @@ def run(seed: int, quick: bool) -> dict:
         k_net, k_head, k_fit = jax.random.split(key, 3)
         nets = _nets(cfg, k_net)
         metrics[f"{name}_config"] = {**cfg, "weight_decay": WEIGHT_DECAY}
-        for m in MODELS:
+        models = MODELS + (("deq_stem",) if cfg["deq_pre"] > 0 else ())
+        for m in models:
             model = Classifier(
                 nets[m],
                 ds.x_train.shape[1],
@@ -299,6 +374,9 @@ def run(seed: int, quick: bool) -> dict:
             metrics[f"{p}_nfe_forward"] = r["nfe_forward"]
             metrics[f"{p}_nfe_backward"] = r["nfe_backward"]
             metrics[f"{p}_solved_frac_last_epoch"] = r["solved_frac"]
+            if m == "deq":
+                x_te = jnp.asarray(ds.x_test)
+                metrics[f"{p}_test_solved_frac"] = float(_solved_frac(r["model"], x_te))
             metrics[f"{p}_train_step_temp_bytes"] = r["temp_bytes"]
             metrics[f"{p}_final_train_loss"] = float(np.mean(r["loss"][-r["per_epoch"] :]))
             metrics[f"{p}_train_steps"] = r["steps"]
@@ -350,35 +428,70 @@ def _claims(name: str, m: dict) -> list[dict]:
             ),
         )
     )
+    solved_te = g("deq", "test_solved_frac")
     for model in BAR_MODELS:
         acc = g(model, "test_acc")
+        if model != "deq":
+            text, ok, meas = "", acc >= BAR[name], {f"{name}_{model}_test_acc": acc}
+            expected = f">= {BAR[name]:.2f}"
+        else:
+            text = (
+                f" with converged solves (≥ {SOLVED:.0%} of the test samples' solves meet "
+                "the tolerance)"
+            )
+            ok = acc >= BAR[name] and solved_te >= SOLVED
+            meas = {f"{name}_deq_test_acc": acc, f"{name}_deq_test_solved_frac": solved_te}
+            expected = f"acc >= {BAR[name]:.2f} and test_solved_frac >= {SOLVED}"
         out.append(
             claim(
                 f"{LABEL[name]}: the {MODEL_LABEL[model]} reaches the quality bar, test "
-                f"accuracy ≥ {BAR[name]:.2f}",
+                f"accuracy ≥ {BAR[name]:.2f}{text}",
                 "issue 4 quality bars",
-                "supported" if acc >= BAR[name] else "refuted",
-                {f"{name}_{model}_test_acc": acc},
-                f">= {BAR[name]:.2f}",
+                "supported" if ok else "refuted",
+                meas,
+                expected,
             )
         )
+    cfg = m[f"{name}_config"]
     solved = g("deq", "solved_frac_last_epoch")
     out.append(
         claim(
             f"{LABEL[name]}: the trained DEQ is an equilibrium model: its Anderson solves "
             f"reach the tolerance ({DEQ_TOL} relative residual within {DEQ_MAX_STEPS} "
-            f"steps) for ≥ {SOLVED:.0%} of the samples of the last training epoch",
+            f"steps) for ≥ {SOLVED:.0%} of the test samples and of the samples of the last "
+            "training epoch",
             "Bai et al. 2019, 2021 (DEQ training; Jacobian regularisation for stability)",
-            "supported" if solved >= SOLVED else "refuted",
+            "supported" if min(solved, solved_te) >= SOLVED else "refuted",
             {
+                "deq_test_solved_frac": solved_te,
                 "deq_solved_frac_last_epoch": solved,
                 "deq_nfe_forward": g("deq", "nfe_forward"),
                 "deq_test_acc": g("deq", "test_acc"),
             },
-            f">= {SOLVED}",
-            note=f"Jacobian regulariser γ = {DEQ_JAC_REG} (Bai et al. 2021).",
+            f">= {SOLVED} (both)",
+            note=f"Jacobian regulariser γ = {cfg['deq_jac_reg']} (Bai et al. 2021).",
         )
     )
+    if cfg["deq_pre"] > 0:
+        acc_d, acc_s = g("deq", "test_acc"), g("deq_stem", "test_acc")
+        out.append(
+            claim(
+                f"{LABEL[name]}: the equilibrium layer, not the DEQ's residual stem "
+                f"({cfg['deq_pre']} untied blocks), carries part of the accuracy. Supported "
+                f"if the DEQ's test accuracy exceeds that of its stem alone (same stem, "
+                f"readout and training, no DEQ) by ≥ {MATCH * 100:.0f} point",
+                "ablation (this experiment)",
+                "supported" if acc_d >= acc_s + MATCH else "refuted",
+                {
+                    "deq_test_acc": acc_d,
+                    "deq_stem_only_test_acc": acc_s,
+                    "deq_params": g("deq", "params"),
+                    "deq_stem_only_params": g("deq_stem", "params"),
+                    "resnet_test_acc": g("resnet", "test_acc"),
+                },
+                f"acc_deq >= acc_stem_only + {MATCH}",
+            )
+        )
     mem_o, mem_rk = g("odenet", "train_step_temp_bytes"), g("rknet", "train_step_temp_bytes")
     mem_r = g("resnet", "train_step_temp_bytes")
     out.append(
@@ -450,8 +563,19 @@ def _draw(result: dict, arrays: dict):
         ax.hlines(BAR[d], i - 0.45, i + 0.45, color="k", ls="--", lw=0.8)
     lo = min(m[f"{d}_{k}_test_acc"] for d in dsets for k in MODELS)
     ax.set_ylim(max(0.0, lo - 0.1), 1.02)
+    width = 0.8 / len(MODELS)
+    x_deq = np.arange(len(dsets)) + (MODELS.index("deq") - (len(MODELS) - 1) / 2) * width
+    for i, d in enumerate(dsets):
+        solved = m[f"{d}_deq_test_solved_frac"]
+        ax.text(x_deq[i], max(0.0, lo - 0.1) + 0.01, f"solved\n{solved:.1%}", ha="center",
+                va="bottom", fontsize=5.5, color="w")  # fmt: skip
+        if f"{d}_deq_stem_test_acc" in m:
+            a = m[f"{d}_deq_stem_test_acc"]
+            ax.hlines(a, x_deq[i] - width / 2, x_deq[i] + width / 2, color="k", lw=1.5)
+            ax.annotate("DEQ's stem\nalone", (x_deq[i] + width / 2, a), fontsize=5.5,
+                        va="center", xytext=(2, 0), textcoords="offset points")  # fmt: skip
     ax.set_ylabel("test accuracy (dashed: quality bar)")
-    ax.set_title("test accuracy")
+    ax.set_title("test accuracy (DEQ: fraction of test solves converged)")
     _bars(axes[0, 1], m, dsets, "params", fmt="{:.0f}", log=True)
     axes[0, 1].set_ylabel("parameters")
     axes[0, 1].set_title("parameter count")

@@ -69,6 +69,7 @@ from .landscape import (
 )
 from .nets import (
     AbstractDepthNet,
+    ContractiveConvCell,
     DEQBlock,
     DEQCell,
     HighwayNet,
@@ -76,6 +77,7 @@ from .nets import (
     PlainNet,
     ResidualNet,
     ScaledResidualNet,
+    conv_norm_bound,
 )
 from .node import (
     AugmentedODEBlock,
@@ -193,6 +195,8 @@ __all__ = [
     "nfe_forward_backward",
     "node",
     "DEQBlock",
+    "ContractiveConvCell",
+    "conv_norm_bound",
     "DEQCell",
     "block_field_jacobian",
     "condition_number",
