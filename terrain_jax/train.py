@@ -83,13 +83,15 @@ def fit(
 
     - ``loss_fn(model, xb, yb) -> scalar``; gradients flow to the model's inexact arrays.
     - ``batch_size=None`` (or ``>= len(x)``) trains full-batch; ``key`` shuffles batches.
-    - ``eval_every``: run ``eval_fn(model) -> {name: scalar}`` (default: the loss on the
+    - ``eval_every``: run ``eval_fn(model) -> {name: array}`` (default: the loss on the
       whole of ``(x, y)``, as ``"train_loss"``) after every ``eval_every`` steps and at
-      the end. Without it the whole run is one compiled call.
+      the end. Values may be arrays of any fixed shape, e.g. the flattened parameters to
+      keep checkpoints of the trajectory. Without it the whole run is one compiled call.
 
     Returns the trained model and a history of numpy arrays: ``"loss"`` (the minibatch
     loss at each step, before that step's update), and with ``eval_every`` also
-    ``"eval_step"`` plus one array per ``eval_fn`` key. A non-finite loss raises.
+    ``"eval_step"`` plus one array per ``eval_fn`` key (evaluations leading). A non-finite
+    loss raises.
     """
     if not isinstance(steps, int | np.integer) or steps < 1:
         raise ValueError(f"`steps` must be a positive integer, got {steps!r}.")
