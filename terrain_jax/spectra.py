@@ -917,7 +917,10 @@ def _lanczos_eigenpairs(matvec, dim, k, key, num_iters, which, v0, dtype):
     theta, S = jnp.linalg.eigh(_tridiag(alphas, betas))
     idx = _order(theta, which)[:k]
     vectors = S[:, idx].T @ Q
-    residuals = jnp.abs(betas[-1] * S[-1, idx])
+    # |β_m s_m| underflows to 0 for a well-converged Ritz pair, but round-off in the
+    # products bounds the true residual at about ε‖A‖: report no less than that.
+    floor = jnp.finfo(theta.dtype).eps * jnp.max(jnp.abs(theta))
+    residuals = jnp.maximum(jnp.abs(betas[-1] * S[-1, idx]), floor)
     return Eigenpairs(theta[idx], vectors, residuals, jnp.asarray(m))
 
 
