@@ -1,9 +1,18 @@
 import itertools
+import pathlib
 
 import jax
 import pytest
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+# A persistent compilation cache shared by the xdist workers: the experiment smoke tests
+# run each experiment twice (the second time to check that the same seed gives the same
+# JSON) and most of a quick run is XLA compiling, which the second run then skips. Keys
+# hash the program and the jax version, so a stale entry is never used.
+_CACHE = pathlib.Path(__file__).resolve().parent.parent / ".pytest_cache" / "jax_compilation"
+jax.config.update("jax_compilation_cache_dir", str(_CACHE))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 @pytest.fixture
