@@ -17,7 +17,7 @@ import jax.tree_util as jtu
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from .equilibrium import FixedPointInfo, fixed_point, jacobian_frobenius, spectral_radius
-from .fields import ConvField, MLPField, PiecewiseConstantField, _activation
+from .fields import ACTIVATION_LIPSCHITZ, ConvField, MLPField, PiecewiseConstantField, _activation
 from .integrate import Trajectory, integrate
 
 __all__ = [
@@ -542,7 +542,8 @@ class DEQCell(eqx.Module):
 
 
 # Lipschitz constants of the activations a ContractiveConvCell accepts
-_ACT_LIPSCHITZ = {"relu": 1.0, "tanh": 1.0, "softplus": 1.0, "identity": 1.0, "sigmoid": 0.25}
+# Activations a ContractiveConvCell accepts; their constants come from the shared table.
+_CONTRACTIVE_ACTIVATIONS = ("relu", "tanh", "softplus", "identity", "sigmoid")
 
 
 def conv_norm_bound(kernel: Float[Array, "o i *k"], space: tuple[int, ...]) -> Float[Array, ""]:
@@ -584,8 +585,8 @@ class ContractiveConvCell(eqx.Module):
     so ``Lip(f̃) ≤ c``: with ``c < 1`` the cell contracts in ``z`` for every ``x``, the
     fixed point is unique and Picard converges at rate ``≤ c^k`` (Banach), whatever the
     parameters training reaches. Kernels already within the bound are used as they are.
-    Differentiable in the kernels (through the SVDs); :class:`DEQBlock` scales once per
-    solve (:meth:`prepared`).
+    Differentiable in the kernels (through the per-frequency ``eigvalsh``);
+    :class:`DEQBlock` scales once per solve (:meth:`prepared`).
     """
 
     field: ConvField
@@ -595,8 +596,8 @@ class ContractiveConvCell(eqx.Module):
     def __init__(self, field: ConvField, *, lipschitz: float, space: tuple[int, ...]):
         if not isinstance(field, ConvField):
             raise TypeError(f"ContractiveConvCell needs a ConvField; got {type(field).__name__}.")
-        if field.activation not in _ACT_LIPSCHITZ:
-            valid = ", ".join(sorted(_ACT_LIPSCHITZ))
+        if field.activation not in _CONTRACTIVE_ACTIVATIONS:
+            valid = ", ".join(sorted(_CONTRACTIVE_ACTIVATIONS))
             raise ValueError(
                 f"Activation {field.activation!r} has no Lipschitz constant here; valid: {valid}."
             )
@@ -614,7 +615,7 @@ class ContractiveConvCell(eqx.Module):
         """``L_σ ‖K_1‖ ‖K_2‖`` of ``field`` (default: the raw, unscaled field)."""
         field = self.field if field is None else field
         k1, k2 = field.kernels
-        lip_act = _ACT_LIPSCHITZ[field.activation]
+        lip_act = ACTIVATION_LIPSCHITZ[field.activation]
         return lip_act * conv_norm_bound(k1, self.space) * conv_norm_bound(k2, self.space)
 
     def scaled_field(self) -> ConvField:

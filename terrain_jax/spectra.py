@@ -44,7 +44,7 @@ from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, Inexact, Int, PRNGKeyArray
 from matfree import stochtrace
 
-from .fields import ConvField, LinearField, MLPField
+from .fields import ACTIVATION_LIPSCHITZ, ConvField, LinearField, MLPField
 from .nets import AbstractDepthNet, HighwayNet, PlainNet, ResidualNet, ScaledResidualNet
 
 __all__ = [
@@ -79,19 +79,6 @@ __all__ = [
     "spectral_density",
 ]
 
-# Lipschitz constant sup |σ'| of each activation in terrain_jax.fields._ACTIVATIONS,
-# rounded up. gelu (tanh approximation, jax's default): max σ' = 1.12899 at x ≈ 1.41
-# (exact erf form: 1.12890); silu: max σ' = 1.09984 at x ≈ 2.40; sigmoid: σ'(0) = 1/4.
-# Measured on a grid of [-20, 20]; tests/test_spectra.py re-checks every entry.
-ACTIVATION_LIPSCHITZ: dict[str, float] = {
-    "tanh": 1.0,
-    "relu": 1.0,
-    "softplus": 1.0,
-    "gelu": 1.13,
-    "silu": 1.1,
-    "sigmoid": 0.25,
-    "identity": 1.0,
-}
 
 _Index = int | Int[Array, ""]
 
@@ -184,45 +171,6 @@ def top_singular_value(
     return jnp.linalg.norm(jvp(v))
 
 
-def _lanczos_tridiagonal(
-    matvec: Callable[[Array], Array], n: int, m: int, dtype: Any, key: PRNGKeyArray
-) -> Float[Array, "m m"]:
-    """``m`` Lanczos steps on the symmetric ``matvec`` (size ``n``), fully reorthogonalised.
-
-    On breakdown (an invariant subspace found: ``β_j ≈ 0``) the next vector is a fresh
-    random one orthogonal to the basis and ``β_j = 0``, so the Ritz values stay exact.
-    """
-    eps = jnp.finfo(dtype).eps
-    k0, kr = jax.random.split(key)
-    v0 = jax.random.normal(k0, (n,), dtype)
-    restarts = jax.random.normal(kr, (m, n), dtype)  # drawn once, outside the loop
-    Q = jnp.zeros((m, n), dtype).at[0].set(v0 / jnp.linalg.norm(v0))
-
-    def orth(Q, w):  # rows of Q not yet filled are zero; twice is enough (Kahan)
-        w = w - Q.T @ (Q @ w)
-        return w - Q.T @ (Q @ w)
-
-    def body(j, carry):
-        Q, alphas, betas, scale = carry
-        q = Q[j]
-        w = matvec(q)
-        scale = jnp.maximum(scale, jnp.linalg.norm(w))
-        alpha = jnp.vdot(q, w)
-        w = orth(Q, w)
-        beta = jnp.linalg.norm(w)
-        broke = beta <= 100.0 * eps * scale
-        r = orth(Q, restarts[j])
-        w = jnp.where(broke, r, w)
-        beta = jnp.where(broke, 0.0, beta)
-        Q = Q.at[j + 1].set(_safe_normalise(w, w), mode="drop")
-        return Q, alphas.at[j].set(alpha), betas.at[j].set(beta), scale
-
-    init = (Q, jnp.zeros((m,), dtype), jnp.zeros((m,), dtype), jnp.zeros((), dtype))
-    _, alphas, betas, _ = jax.lax.fori_loop(0, m, body, init)
-    off = betas[:-1]
-    return jnp.diag(alphas) + jnp.diag(off, 1) + jnp.diag(off, -1)
-
-
 def jacobian_singular_values_lanczos(
     fn: Callable[[Array], Array],
     x: Float[Array, "..."],
@@ -251,8 +199,10 @@ def jacobian_singular_values_lanczos(
     m = min(n, max(2 * k, k + 20)) if num_matvecs is None else num_matvecs
     if not k <= m <= n:
         raise ValueError(f"num_matvecs must satisfy k={k} <= num_matvecs <= n={n}; got {m}.")
-    T = _lanczos_tridiagonal(lambda v: vjp(jvp(v)), n, m, xf.dtype, key)
-    ritz = jnp.linalg.eigvalsh(T)[::-1][:k]
+    k_start, k_restart = jax.random.split(key)
+    v0 = jax.random.normal(k_start, (n,), xf.dtype)
+    _, alphas, betas = _lanczos(lambda v: vjp(jvp(v)), v0, m, k_restart)
+    ritz = jnp.linalg.eigvalsh(_tridiag(alphas, betas))[::-1][:k]
     return jnp.sqrt(jnp.maximum(ritz, 0.0))
 
 
