@@ -13,7 +13,8 @@ parameter space. This module builds the slice and evaluates it fast and faithful
   bounded by the chunk, not the grid; on CPU the default chunk is one point, which is
   fastest there), a full dataset averaged exactly over minibatches, and, when several
   devices exist, the points sharded across all of them (automatically) with
-  ``jax.shard_map`` over a one-axis ``Mesh``.
+  ``jax.shard_map`` over a one-axis ``Mesh``. On CPU the points are also split into one
+  concurrent call per core (XLA:CPU spreads one call's small dots over the cores poorly).
 
 Parameters are any pytree, typically an ``eqx.Module``: only its inexact arrays
 (``eqx.is_inexact_array``) move; a direction is a pytree shaped like
@@ -32,7 +33,9 @@ takes).
 """
 
 import functools
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -439,6 +442,24 @@ def _surface(
 _surface_jit = eqx.filter_jit(_surface)
 
 
+def _host_cores() -> int:
+    """Cores this process may run on (the affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _streams(threads: int | None, devices: tuple, operands: Any) -> int:
+    """How many concurrent calls :func:`surface` makes (see its ``threads``)."""
+    if threads is not None and (not isinstance(threads, int | np.integer) or threads < 1):
+        raise ValueError(f"`threads` must be a positive integer or None, got {threads!r}.")
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in jtu.tree_leaves(operands)):
+        return 1  # traced (inside jit/vmap/grad): one call, the caller's trace
+    if threads is None:
+        return max(1, _host_cores() // len(devices)) if devices[0].platform == "cpu" else 1
+    return int(threads)
+
+
 def surface(
     loss_fn: Callable[..., Array],
     params: PyTree,
@@ -449,6 +470,7 @@ def surface(
     batch_size: int | None = None,
     chunk_size: int | None = None,
     devices: Sequence[jax.Device] | None = None,
+    threads: int | None = None,
 ) -> Float[Array, " points"]:
     """``loss_fn(params + Σ_k coords[p, k] · directions[k])`` for every point ``p``.
 
@@ -459,18 +481,25 @@ def surface(
       full-data mean is returned: batch means weighted by batch sizes, the ragged last
       batch evaluated on its own.
     - Points run ``vmap``-ed in chunks of at most ``chunk_size`` inside one ``lax.map``,
-      so memory is about ``chunk_size × (parameters + one batch's activations)``.
-      ``chunk_size=1`` maps point by point without ``vmap``. Default (``None``): 1 on CPU,
-      64 on accelerators. Why 1 on CPU: a full-data evaluation is compute-bound there and
-      XLA:CPU runs the batched dots of a vmapped chunk slower than plain ones (digits,
-      MLP 64-64-64-10, 51×51 grid, 2 cores: 0.71 s point by point vs 0.93 s in chunks of
-      16); chunks helped only a tiny MLP (64-16-10: 0.21 s vs 0.26 s).
+      so memory is about ``threads × chunk_size × (parameters + one batch's
+      activations)``. ``chunk_size=1`` maps point by point without ``vmap``. Default
+      (``None``): 1 on CPU, 64 on accelerators. Why 1 on CPU: a full-data evaluation is
+      compute-bound there and XLA:CPU runs the batched dots of a vmapped chunk slower than
+      plain ones (digits, MLP 64-64-64-10, 51×51 grid, 2 cores: 0.71 s point by point vs
+      0.93 s in chunks of 16); chunks helped only a tiny MLP (64-16-10: 0.21 s vs 0.26 s).
     - ``devices``: the points are sharded across these (``jax.shard_map`` over a 1-axis
       ``Mesh``, points padded to a multiple of the device count; params and data
       replicated). Default: all of ``jax.devices()``, i.e. automatic when several exist;
       pass ``jax.devices()[:1]`` for one.
+    - ``threads``: the points are split into this many equal parts, each one compiled
+      call (the same executable), dispatched concurrently from a pool of host threads.
+      XLA:CPU runs concurrent calls on separate cores, while one call spreads the small
+      dots of a per-point loss over the cores poorly (digits, MLP 64-64-64-10, 51×51
+      grid, 2 cores: 0.62 s in one call, 0.31 s in two). Default (``None``): on CPU the
+      cores this process may use divided by the number of devices, elsewhere 1. When
+      ``surface`` is traced (called inside ``jit``, ``vmap``, ...) it is one call.
 
-    One compiled call; repeated calls with the same ``loss_fn`` and shapes do not recompile.
+    Repeated calls with the same ``loss_fn`` and shapes do not recompile.
     """
     coords = jnp.asarray(coords)
     if coords.ndim != 2 or coords.shape[1] != len(directions):
@@ -500,12 +529,21 @@ def surface(
         chunk_size = 1 if devices[0].platform == "cpu" else 64
     if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
         raise ValueError(f"`chunk_size` must be a positive integer or None, got {chunk_size!r}.")
-    n = coords.shape[0]
-    chunks, chunk = _layout(n, len(devices), int(chunk_size))
-    padded = jnp.zeros((len(devices) * chunks * chunk, coords.shape[1]), coords.dtype)
-    padded = padded.at[:n].set(coords)
-    out = _surface_jit(loss_fn, dyn, static, dirs, padded, data, batch_size, chunk, devices)
-    return out[:n]
+    n, k = coords.shape
+    parts = min(_streams(threads, devices, (coords, params, dirs, data)), n)
+    chunks, chunk = _layout(-(-n // parts), len(devices), int(chunk_size))
+    size = len(devices) * chunks * chunk  # points per part, padded
+    padded = jnp.zeros((parts * size, k), coords.dtype).at[:n].set(coords)
+
+    def run(c: Float[Array, "size k"]) -> Float[Array, " size"]:
+        out = _surface_jit(loss_fn, dyn, static, dirs, c, data, batch_size, chunk, devices)
+        return jax.block_until_ready(out) if parts > 1 else out
+
+    if parts == 1:
+        return run(padded)[:n]
+    with ThreadPoolExecutor(parts) as pool:
+        outs = list(pool.map(run, padded.reshape(parts, size, k)))
+    return jnp.concatenate(outs)[:n]
 
 
 def surface_1d(

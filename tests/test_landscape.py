@@ -186,6 +186,13 @@ def test_surface_2d_equals_per_point_loop(getkey):
     # no data: loss_fn(model) closes over the data
     z2 = L.surface_2d(lambda m: loss(m, x, y), model, dirs, gx, gy, chunk_size=6)
     np.testing.assert_allclose(z2, want, rtol=2e-6, atol=1e-6)
+    # split over 3 host threads (35 points: parts of 12, the last padded), one and two
+    # points per chunk; inside jit the same call is traced as one
+    for c in (1, 2):
+        z3 = L.surface_2d(loss, model, dirs, gx, gy, data=(x, y), chunk_size=c, threads=3)
+        np.testing.assert_allclose(z3, want, rtol=2e-6, atol=1e-6)
+    traced = eqx.filter_jit(lambda m: L.surface_2d(loss, m, dirs, gx, gy, data=(x, y), threads=3))
+    np.testing.assert_allclose(traced(model), want, rtol=2e-6, atol=1e-6)
     assert np.ptp(want) > 0.1  # the surface is not flat: the comparison means something
 
 
@@ -264,6 +271,8 @@ def test_errors(getkey):
         L.surface_1d(lambda m: jax.vmap(m)(x), model, d1, jnp.zeros(2))
     with pytest.raises(ValueError, match="leading axis"):
         L.surface_1d(loss, model, d1, jnp.zeros(2), data=(x, y[:-1]))
+    with pytest.raises(ValueError, match="threads"):
+        L.surface_1d(loss, model, d1, jnp.zeros(2), data=(x, y), threads=0)
     with pytest.raises(ValueError, match="valid: zero, keep"):
         L.random_direction(getkey(), model, ignore_1d="drop")
     with pytest.raises(ValueError, match="n_components"):
