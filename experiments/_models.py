@@ -20,6 +20,7 @@ import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from terrain_jax.nets import make_blocks
+from terrain_jax.node import adjoint_solve
 from terrain_jax.train import cross_entropy
 
 __all__ = [
@@ -185,30 +186,9 @@ class ODENet(eqx.Module):
         return self.block(x)
 
 
-@eqx.filter_custom_vjp
-def _adjoint_solve(block_x):
-    block, x = block_x
-    return block(x)
-
-
-@_adjoint_solve.def_fwd
-def _adjoint_solve_fwd(perturbed, block_x):
-    block, x = block_x
-    return block(x), None  # nothing of the forward solve is kept
-
-
-@_adjoint_solve.def_bwd
-def _adjoint_solve_bwd(residuals, g, perturbed, block_x):
-    from terrain_jax.node import adjoint_backward
-
-    block, x = block_x
-    grads_x, grads_block, _ = adjoint_backward(block, x, g)
-    return grads_block, grads_x
-
-
 class AdjointODENet(eqx.Module):
     """An :class:`~terrain_jax.ODEBlock` differentiated by the continuous adjoint of Chen
-    et al. 2018 (:func:`terrain_jax.node.adjoint_backward`): the backward pass re-solves
+    et al. 2018 (:func:`terrain_jax.node.adjoint_solve`): the backward pass re-solves
     the state backwards together with its adjoint, storing nothing of the forward solve.
     Its backward solve is ours, so its cost is visible (``adjoint_backward`` returns the
     backward :class:`~terrain_jax.Trajectory`)."""
@@ -222,7 +202,7 @@ class AdjointODENet(eqx.Module):
     def __call__(self, x: Array, *, mask: Array | None = None) -> Array:
         if mask is not None:
             raise ValueError("AdjointODENet has no layers to mask; call it without `mask`.")
-        return _adjoint_solve((self.block, x))
+        return adjoint_solve(self.block, x)
 
 
 class InjectionCell(eqx.Module):

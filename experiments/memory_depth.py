@@ -18,7 +18,7 @@ readout) on a batch of ``BATCH`` synthetic samples; the depth nets use MLP block
   iterations (the control);
 - ``ode_backsolve``: a tied field, ``L`` fixed RK4 steps, continuous adjoint
   (:class:`experiments._models.AdjointODENet`, Chen et al.'s backward solve of state and
-  adjoint, :func:`terrain_jax.node.adjoint_backward`; the same backward solve whose
+  adjoint, :func:`terrain_jax.node.adjoint_solve`; the same backward solve whose
   NFE ``chen_table`` reports);
 - ``ode_backprop``: the same solve, backprop through the stored steps (the control:
   what RK-Net does).

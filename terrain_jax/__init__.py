@@ -86,6 +86,7 @@ from .node import (
     RegularisedODEBlock,
     RNODEOutput,
     adjoint_backward,
+    adjoint_solve,
     nfe_forward_backward,
 )
 from .solvers import RK4, SOLVERS, Tableau, get_solver, tableau
@@ -192,6 +193,7 @@ __all__ = [
     "RegularisedODEBlock",
     "RNODEOutput",
     "adjoint_backward",
+    "adjoint_solve",
     "nfe_forward_backward",
     "node",
     "DEQBlock",

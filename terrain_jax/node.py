@@ -3,6 +3,8 @@
 - :func:`adjoint_backward`: the continuous adjoint of Chen et al. (2018) written out, so its
   cost is visible: one backward solve of the augmented state ``[y, a, g_θ]`` from ``T`` to
   ``0`` whose :class:`Trajectory` carries NFE-B.
+- :func:`adjoint_solve`: ``block(x)`` whose reverse-mode gradient is :func:`adjoint_backward`
+  (nothing of the forward solve is stored), for training with our backward solve.
 - :func:`nfe_forward_backward`: NFE-F and NFE-B of one gradient, for the backsolve adjoint
   (measured from the backward solve) and the checkpointed discretise-then-optimise adjoint
   (measured by counting field evaluations and field VJPs while the gradient runs).
@@ -27,6 +29,7 @@ from .nets import ODEBlock
 
 __all__ = [
     "adjoint_backward",
+    "adjoint_solve",
     "nfe_forward_backward",
     "NFECounts",
     "AugmentedODEBlock",
@@ -87,6 +90,36 @@ def adjoint_backward(
     _, grads_x, grads_params = back.y1
     grads_block = eqx.tree_at(lambda b: b.field, block, grads_params, is_leaf=lambda z: z is None)
     return grads_x, grads_block, back
+
+
+@eqx.filter_custom_vjp
+def _adjoint_solve(block_x: tuple, args: Any) -> PyTree[Array]:
+    block, x = block_x
+    return block(x, args=args)
+
+
+@_adjoint_solve.def_fwd
+def _adjoint_solve_fwd(perturbed: Any, block_x: tuple, args: Any) -> tuple:
+    block, x = block_x
+    return block(x, args=args), None  # nothing of the forward solve is kept
+
+
+@_adjoint_solve.def_bwd
+def _adjoint_solve_bwd(residuals: None, g: Any, perturbed: Any, block_x: tuple, args: Any):
+    block, x = block_x
+    grads_x, grads_block, _ = adjoint_backward(block, x, g, args)
+    return grads_block, grads_x
+
+
+def adjoint_solve(block: ODEBlock, x: PyTree[Array], args: Any = None) -> PyTree[Array]:
+    """``block(x, args=args)``, differentiated by :func:`adjoint_backward`.
+
+    The forward solve stores nothing; the backward pass re-solves the state backwards with
+    its adjoint (Chen et al. 2018) using the block's own solver and tolerances, whatever
+    ``block.adjoint`` says. Gradients flow to ``x`` and to the block's field; ``args`` is
+    treated as a constant (its gradient is not computed).
+    """
+    return _adjoint_solve((block, x), args)
 
 
 # ---------------------------------------------------------------------------- NFE counts

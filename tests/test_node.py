@@ -18,6 +18,7 @@ from terrain_jax.node import (
     AugmentedODEBlock,
     RegularisedODEBlock,
     adjoint_backward,
+    adjoint_solve,
     nfe_forward_backward,
 )
 from terrain_jax.train import fit
@@ -43,14 +44,19 @@ def test_adjoint_backward_matches_checkpoint_and_backsolve(getkey):
             for a in ("checkpoint", "backsolve")
         ]
         b = block("checkpoint")
-        return refs, adjoint_backward(b, x, jax.grad(_loss)(b(x)))
+        # adjoint_solve: reverse mode through the same backward solve
+        ours = eqx.filter_grad(lambda bx: _loss(adjoint_solve(*bx)))((b, x))
+        return refs, adjoint_backward(b, x, jax.grad(_loss)(b(x))), ours
 
-    refs, (gx, gblock, back) = all_gradients(x)
+    refs, (gx, gblock, back), (ours_block, ours_x) = all_gradients(x)
     assert int(back.status) == 0 and int(back.nfe) > 0
-    for ref_block, ref_x in refs:
+    for ref_block, ref_x in [*refs, (ours_block, ours_x)]:
         # solver tolerance 1e-6 on O(1) gradients, float32
         assert tree_allclose(gx, ref_x, rtol=1e-4, atol=1e-5)
         assert tree_allclose(gblock.field, ref_block.field, rtol=1e-4, atol=1e-5)
+    # adjoint_solve's gradient is adjoint_backward's, to round-off
+    assert tree_allclose(ours_x, gx, rtol=1e-6, atol=1e-7)
+    assert tree_allclose(ours_block.field, gblock.field, rtol=1e-6, atol=1e-7)
     # and the gradient is not trivially small
     assert float(jnp.max(jnp.abs(gx))) > 0.1
 
