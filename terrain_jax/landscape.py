@@ -505,10 +505,10 @@ def surface(
     Repeated calls with the same ``loss_fn`` and shapes do not recompile.
     """
     coords = jnp.asarray(coords)
-    if coords.ndim != 2 or coords.shape[1] != len(directions):
+    if coords.ndim != 2 or coords.shape[1] != len(directions) or coords.shape[0] == 0:
         raise ValueError(
-            f"`coords` must have shape (points, {len(directions)}) for {len(directions)} "
-            f"direction(s), got {coords.shape}."
+            f"`coords` must have shape (points, {len(directions)}), points ≥ 1, for "
+            f"{len(directions)} direction(s), got {coords.shape}."
         )
     if batch_size is not None and (not isinstance(batch_size, int | np.integer) or batch_size < 1):
         raise ValueError(f"`batch_size` must be a positive integer or None, got {batch_size!r}.")

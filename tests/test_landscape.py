@@ -271,6 +271,8 @@ def test_errors(getkey):
         L.surface_1d(lambda m: jax.vmap(m)(x), model, d1, jnp.zeros(2))
     with pytest.raises(ValueError, match="leading axis"):
         L.surface_1d(loss, model, d1, jnp.zeros(2), data=(x, y[:-1]))
+    with pytest.raises(ValueError, match="points ≥ 1"):
+        L.surface(loss, model, (d1,), jnp.zeros((0, 1)), data=(x, y))
     with pytest.raises(ValueError, match="threads"):
         L.surface_1d(loss, model, d1, jnp.zeros(2), data=(x, y), threads=0)
     with pytest.raises(ValueError, match="valid: zero, keep"):
