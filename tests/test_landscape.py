@@ -246,6 +246,9 @@ _SHARDED = textwrap.dedent(
         jnp.zeros((35, 2))).as_text()
     assert "num_partitions = 8" in text, text[:2000]  # really split over 8 devices
     np.testing.assert_allclose(many, one, rtol=2e-6, atol=1e-6)
+    # 2 host threads, each call sharded over the 8 devices (parts of 18 padded to 24)
+    both = L.surface_2d(loss, model, dirs, gx, gy, threads=2, **kw)
+    np.testing.assert_allclose(both, one, rtol=2e-6, atol=1e-6)
     assert np.ptp(np.asarray(one)) > 0.1
     print("ok", float(np.max(np.abs(np.asarray(many) - np.asarray(one)))))
     """
