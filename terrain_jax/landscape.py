@@ -449,12 +449,25 @@ def _host_cores() -> int:
     return os.cpu_count() or 1
 
 
-def _streams(threads: int | None, devices: tuple, operands: Any) -> int:
+def _traced() -> bool:
+    """Whether a JAX transformation (``jit``, ``vmap``, ``grad``, ...) is tracing the caller.
+
+    Checked on the trace state, not on the arguments: ``loss_fn`` may close over tracers,
+    and a tracer must not reach another thread (JAX's trace state is per thread).
+    """
+    try:
+        from jax._src.core import trace_state_clean
+    except ImportError:  # the private helper moved: be safe, make one call
+        return True
+    return not trace_state_clean()
+
+
+def _streams(threads: int | None, devices: tuple) -> int:
     """How many concurrent calls :func:`surface` makes (see its ``threads``)."""
     if threads is not None and (not isinstance(threads, int | np.integer) or threads < 1):
         raise ValueError(f"`threads` must be a positive integer or None, got {threads!r}.")
-    if any(isinstance(leaf, jax.core.Tracer) for leaf in jtu.tree_leaves(operands)):
-        return 1  # traced (inside jit/vmap/grad): one call, the caller's trace
+    if _traced():
+        return 1  # one call, in the caller's trace
     if threads is None:
         return max(1, _host_cores() // len(devices)) if devices[0].platform == "cpu" else 1
     return int(threads)
@@ -533,7 +546,7 @@ def surface(
     if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
         raise ValueError(f"`chunk_size` must be a positive integer or None, got {chunk_size!r}.")
     n, k = coords.shape
-    parts = min(_streams(threads, devices, (coords, params, dirs, data)), n)
+    parts = min(_streams(threads, devices), n)
     chunks, chunk = _layout(-(-n // parts), len(devices), int(chunk_size))
     size = len(devices) * chunks * chunk  # points per part, padded
     padded = jnp.zeros((parts * size, k), coords.dtype).at[:n].set(coords)

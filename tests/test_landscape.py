@@ -196,6 +196,24 @@ def test_surface_2d_equals_per_point_loop(getkey):
     assert np.ptp(want) > 0.1  # the surface is not flat: the comparison means something
 
 
+def test_surface_under_grad_and_vmap_with_threads(getkey):
+    """A ``loss_fn`` closing over a traced scalar: ``surface`` must stay one call in the
+    caller's trace (a tracer cannot cross to another thread)."""
+    model, x, y, loss = _mlp_problem(getkey)
+    dirs = L.random_directions(getkey(), model)
+    g = jnp.linspace(-1.0, 1.0, 3)
+    base = L.surface_2d(loss, model, dirs, g, g, data=(x, y), threads=1)
+
+    def total(s):
+        scaled = lambda m: s * loss(m, x, y)  # noqa: E731
+        return jnp.sum(L.surface_2d(scaled, model, dirs, g, g, threads=2))
+
+    # d/ds Σ s·L_p = Σ L_p; vmap over s = 1, 2 gives Σ L_p and 2 Σ L_p
+    np.testing.assert_allclose(jax.grad(total)(3.0), jnp.sum(base), rtol=1e-6)
+    want = np.array([1.0, 2.0]) * float(jnp.sum(base))
+    np.testing.assert_allclose(jax.vmap(total)(jnp.array([1.0, 2.0])), want, rtol=1e-6)
+
+
 def test_batched_average_with_ragged_last_batch(getkey):
     model, x, y, loss = _mlp_problem(getkey, n=37)
     (d,) = L.random_directions(getkey(), model, n=1)
