@@ -462,14 +462,34 @@ def _traced() -> bool:
     return not trace_state_clean()
 
 
+def _config_context() -> Any:
+    """JAX's configuration as tracing sees it in this thread (``None`` if unreadable)."""
+    try:
+        from jax._src.config import trace_context
+    except ImportError:
+        return None
+    return trace_context()
+
+
+def _same_config_in_threads() -> bool:
+    """Whether a new thread sees the caller's JAX configuration. Context managers such as
+    ``jax.enable_x64`` or ``jax.default_matmul_precision`` set it per thread, so a worker
+    would silently compute differently (float32 instead of float64, say)."""
+    here = _config_context()
+    if here is None:
+        return False
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(_config_context).result() == here
+
+
 def _streams(threads: int | None, devices: tuple) -> int:
     """How many concurrent calls :func:`surface` makes (see its ``threads``)."""
     if threads is not None and (not isinstance(threads, int | np.integer) or threads < 1):
         raise ValueError(f"`threads` must be a positive integer or None, got {threads!r}.")
-    if _traced():
-        return 1  # one call, in the caller's trace
     if threads is None:
-        return max(1, _host_cores() // len(devices)) if devices[0].platform == "cpu" else 1
+        threads = max(1, _host_cores() // len(devices)) if devices[0].platform == "cpu" else 1
+    if threads == 1 or _traced() or not _same_config_in_threads():
+        return 1  # one call, in the caller's trace and configuration
     return int(threads)
 
 
@@ -509,8 +529,10 @@ def surface(
       XLA:CPU runs concurrent calls on separate cores, while one call spreads the small
       dots of a per-point loss over the cores poorly (digits, MLP 64-64-64-10, 51×51
       grid, 2 cores: 0.62 s in one call, 0.31 s in two). Default (``None``): on CPU the
-      cores this process may use divided by the number of devices, elsewhere 1. When
-      ``surface`` is traced (called inside ``jit``, ``vmap``, ...) it is one call. JAX's
+      cores this process may use divided by the number of devices, elsewhere 1. It is
+      one call when ``surface`` is traced (called inside ``jit``, ``vmap``, ...) and
+      inside a per-thread configuration context (``with jax.enable_x64(True):``, ...),
+      which threads would not inherit; ``jax.config.update`` applies to all. JAX's
       own route to the same end: ``XLA_FLAGS=--xla_force_host_platform_device_count=N``
       (set before jax is imported) makes N CPU devices, and the points shard over them
       (0.32 s on 2 or 8 devices in the example above).

@@ -214,6 +214,19 @@ def test_surface_under_grad_and_vmap_with_threads(getkey):
     np.testing.assert_allclose(jax.vmap(total)(jnp.array([1.0, 2.0])), want, rtol=1e-6)
 
 
+def test_threads_keep_the_callers_x64_context(getkey):
+    """``jax.enable_x64`` is per thread: the thread path must not drop to float32."""
+    with jax.enable_x64(True):
+        model, x, y, loss = _mlp_problem(getkey)
+        model = jtu.tree_map(lambda a: a.astype(jnp.float64) if eqx.is_array(a) else a, model)
+        dirs = L.random_directions(getkey(), model)
+        g = jnp.linspace(-1.0, 1.0, 4, dtype=jnp.float64)
+        one = L.surface_2d(loss, model, dirs, g, g, data=(x.astype(jnp.float64), y), threads=1)
+        two = L.surface_2d(loss, model, dirs, g, g, data=(x.astype(jnp.float64), y), threads=2)
+        assert one.dtype == two.dtype == jnp.float64
+        np.testing.assert_array_equal(two, one)
+
+
 def test_batched_average_with_ragged_last_batch(getkey):
     model, x, y, loss = _mlp_problem(getkey, n=37)
     (d,) = L.random_directions(getkey(), model, n=1)
