@@ -29,8 +29,10 @@ flat parameter vectors:
   (on matfree's ``stochtrace``) and :func:`spectral_density` (stochastic Lanczos
   quadrature with Gaussian smoothing).
 
-Every function here traces to ``jit``/``vmap``-able code: its loops are ``lax.fori_loop``
-and ``lax.scan``, never a Python loop per iteration or per layer.
+Every function here traces to ``jit``/``vmap``-able code: its loops are ``lax.fori_loop``,
+``lax.scan`` and ``lax.map``, never a Python loop per iteration or per layer. All of them
+are reverse-differentiable except power iteration (``method="power"``), whose stopping
+rule is a ``lax.while_loop``.
 """
 
 from collections.abc import Callable
@@ -772,19 +774,22 @@ def _reorthogonalise(Q: Array, w: Array) -> tuple[Array, Array]:
     """``w`` minus its projection on the rows of ``Q`` (unfilled rows are zero), and its
     norm. Classical Gram–Schmidt, repeated while a pass cancels more than ``1 − 1/√2`` of
     the norm (Kahan–Parlett "twice is enough"), at most three passes: one pass (two
-    sweeps over ``Q``) on a typical Lanczos step, more only near breakdown."""
+    sweeps over ``Q``) on a typical Lanczos step, more only near breakdown. The repeats
+    are ``lax.cond``s, not a ``while_loop``, so Lanczos stays reverse-differentiable."""
 
     def one_pass(state):
-        w, _, norm, passes = state
+        w, _, norm = state
         w = w - Q.T @ (Q @ w)
-        return w, norm, jnp.linalg.norm(w), passes + 1
+        return w, norm, jnp.linalg.norm(w)
 
     def again(state):
-        _, before, after, passes = state
-        return (passes < 3) & (after < _KAHAN * before)
+        _, before, after = state
+        return after < _KAHAN * before
 
-    w0 = (w, jnp.zeros((), w.dtype), jnp.linalg.norm(w), jnp.asarray(0))
-    w, _, norm, _ = jax.lax.while_loop(again, one_pass, one_pass(w0))
+    state = one_pass((w, jnp.zeros((), w.dtype), jnp.linalg.norm(w)))
+    for _ in range(2):
+        state = jax.lax.cond(again(state), one_pass, lambda s: s, state)
+    w, _, norm = state
     return w, norm
 
 
