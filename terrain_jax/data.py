@@ -17,10 +17,11 @@ import random
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import jax.tree_util as jtu
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Shaped
 
@@ -311,3 +312,27 @@ def batches(
     for i in range(0, stop, batch_size):
         sel = perm[i : i + batch_size]
         yield x[sel], y[sel]
+
+
+def _num_examples(data: Any) -> int:
+    """The common leading (example) axis of every array in ``data``; refuses none or several."""
+    sizes = {jnp.shape(leaf)[0] for leaf in jtu.tree_leaves(data)}
+    if len(sizes) != 1 or 0 in sizes:
+        raise ValueError(
+            f"Every `data` array must share one nonzero leading axis (the examples); got "
+            f"sizes {sorted(sizes)}."
+        )
+    return sizes.pop()
+
+
+def _split_batches(data: Any, batch_size: int | None) -> tuple[Any, Any, int, int, int]:
+    """``(full, rest, n, batch, n_rest)``: contiguous full batches of ``data`` stacked on a
+    leading axis, and the ragged remainder (``None`` when ``batch`` divides ``n``); for
+    exact dataset means, ``(batch · Σ full-batch means + n_rest · rest mean) / n``."""
+    n = _num_examples(data)
+    bs = n if batch_size is None else min(int(batch_size), n)
+    n_full = n // bs
+    full = jtu.tree_map(lambda a: a[: n_full * bs].reshape((n_full, bs) + a.shape[1:]), data)
+    n_rest = n - n_full * bs
+    rest = jtu.tree_map(lambda a: a[n_full * bs :], data) if n_rest else None
+    return full, rest, n, bs, n_rest

@@ -46,6 +46,8 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, PyTree
 
+from .data import _num_examples, _split_batches
+
 __all__ = [
     "NORMALISATIONS",
     "random_direction",
@@ -367,18 +369,6 @@ def _layout(n_points: int, n_devices: int, chunk_size: int) -> tuple[int, int]:
     return chunks, -(-per_device // chunks)
 
 
-def _split_batches(data: tuple, batch_size: int | None) -> tuple[Any, Any, int, int, int]:
-    """``(full, rest, n, batch, n_rest)``: full batches stacked on a leading axis, and the
-    ragged remainder (``None`` when ``batch`` divides ``n``)."""
-    n = jtu.tree_leaves(data)[0].shape[0]
-    bs = n if batch_size is None else min(int(batch_size), n)
-    n_full = n // bs
-    full = jtu.tree_map(lambda a: a[: n_full * bs].reshape((n_full, bs) + a.shape[1:]), data)
-    n_rest = n - n_full * bs
-    rest = jtu.tree_map(lambda a: a[n_full * bs :], data) if n_rest else None
-    return full, rest, n, bs, n_rest
-
-
 def _surface(
     loss_fn: Callable[..., Array],
     dyn: PyTree,
@@ -549,9 +539,7 @@ def surface(
         raise ValueError(f"`batch_size` must be a positive integer or None, got {batch_size!r}.")
     if data is not None:
         data = tuple(data) if isinstance(data, tuple | list) else (data,)
-        sizes = {jnp.shape(a)[0] for a in jtu.tree_leaves(data)}
-        if len(sizes) != 1 or 0 in sizes:
-            raise ValueError(f"`data` arrays must share one nonzero leading axis, got {sizes}.")
+        _num_examples(data)
         data = jtu.tree_map(jnp.asarray, data)
     dyn, static = eqx.partition(params, eqx.is_inexact_array)
     directions = [_dyn(d) for d in directions]

@@ -41,11 +41,11 @@ from typing import Any, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import jax.tree_util as jtu
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float, Inexact, Int, PRNGKeyArray
 from matfree import stochtrace
 
+from .data import _num_examples, _split_batches
 from .fields import ACTIVATION_LIPSCHITZ, ConvField, LinearField, MLPField
 from .nets import AbstractDepthNet, HighwayNet, PlainNet, ResidualNet, ScaledResidualNet
 
@@ -577,15 +577,6 @@ def _as_tuple(data: Any) -> tuple:
     return data if isinstance(data, tuple) else (data,)
 
 
-def _num_examples(data: tuple) -> int:
-    sizes = {jnp.shape(leaf)[0] for leaf in jtu.tree_leaves(data)}
-    if len(sizes) != 1:
-        raise ValueError(
-            f"Every data array needs the same leading (example) axis; got sizes {sorted(sizes)}."
-        )
-    return sizes.pop()
-
-
 def _data_average(
     apply: Callable[[tuple], Array], data: tuple, batch_size: int, out: Array
 ) -> Array:
@@ -595,18 +586,15 @@ def _data_average(
     more call at its own size. With ``apply`` a mean over its batch this is the mean over
     all ``N`` examples. ``out`` is a zero of ``apply``'s output (sets the carry).
     """
-    n = _num_examples(data)
-    nb, rem = divmod(n, batch_size)
-    full = jtu.tree_map(lambda a: a[: nb * batch_size].reshape(nb, batch_size, *a.shape[1:]), data)
+    full, rest, n, bs, n_rest = _split_batches(data, batch_size)
 
     def body(acc, batch):
         return acc + apply(batch), None
 
     total, _ = jax.lax.scan(body, out, full)
-    total = total * (batch_size / n)
-    if rem:
-        tail = jtu.tree_map(lambda a: a[nb * batch_size :], data)
-        total = total + apply(tail) * (rem / n)
+    total = total * (bs / n)
+    if rest is not None:
+        total = total + apply(rest) * (n_rest / n)
     return total
 
 
