@@ -93,7 +93,8 @@ FIXED_POINT_SOLVERS = ("picard", "anderson", "broyden", "newton")
 FIXED_POINT_BACKWARDS = ("implicit", "jfb", "unroll", "phantom")
 PLANNED_SOLVERS = ()
 PLANNED_BACKWARDS = ()
-HUTCHINSON_PROBES = ("rademacher", "normal")
+_HUTCHINSON_SAMPLERS = {"rademacher": stochtrace.sampler_signs, "normal": stochtrace.sampler_normal}
+HUTCHINSON_PROBES = tuple(_HUTCHINSON_SAMPLERS)
 
 _RES_EPS = 1e-8
 _ANDERSON_REG = 1e-4
@@ -536,8 +537,7 @@ def jacobian_frobenius(
     ``monte_carlo_frobeniusnorm_squared`` integrand; ``z`` may be a pytree. Use as the
     Jacobian regulariser of DEQ training (Bai et al. 2021) at ``z*``.
     """
-    samplers = {"rademacher": stochtrace.sampler_signs, "normal": stochtrace.sampler_normal}
-    if probe not in samplers:
+    if probe not in _HUTCHINSON_SAMPLERS:
         raise ValueError(f"Unknown probe {probe!r}; valid probes: {HUTCHINSON_PROBES}.")
     if samples < 1:
         raise ValueError(f"samples must be >= 1; got {samples}.")
@@ -546,7 +546,7 @@ def jacobian_frobenius(
         return jax.jvp(lambda zz: f(zz, args), (z,), (v,))[1]
 
     estimate = stochtrace.estimator_monte_carlo(
-        stochtrace.monte_carlo_frobeniusnorm_squared(), samplers[probe](z, num=samples)
+        stochtrace.monte_carlo_frobeniusnorm_squared(), _HUTCHINSON_SAMPLERS[probe](z, num=samples)
     )
     return estimate(jvp, key)
 

@@ -46,6 +46,7 @@ from jaxtyping import Array, Float, Inexact, Int, PRNGKeyArray
 from matfree import stochtrace
 
 from .data import _num_examples, _split_batches
+from .equilibrium import _HUTCHINSON_SAMPLERS, HUTCHINSON_PROBES
 from .fields import ACTIVATION_LIPSCHITZ, ConvField, LinearField, MLPField
 from .nets import AbstractDepthNet, HighwayNet, PlainNet, ResidualNet, ScaledResidualNet
 
@@ -561,7 +562,7 @@ class SpectralDensity(NamedTuple):
 CURVATURE_METHODS = ("lanczos", "power")
 EIGEN_WHICH = ("LA", "LM")
 FISHER_KINDS = ("true", "empirical")
-TRACE_PROBES = ("rademacher", "normal")
+TRACE_PROBES = HUTCHINSON_PROBES  # Hutchinson probes, shared with equilibrium
 
 
 def _split_params(params: Any) -> tuple[Array, Callable[[Array], Any], Callable[[Array], Any]]:
@@ -665,10 +666,7 @@ def hessian_operator(
     flat, unravel, rebuild = _split_params(params)
 
     def prepare(batch):
-        def grad(f):
-            return jax.grad(lambda ff: loss_fn(rebuild(ff), *batch))(f)
-
-        return lambda v: jax.jvp(grad, (flat,), (v,))[1]
+        return lambda v: hvp(lambda f, *b: loss_fn(rebuild(f), *b), flat, v, *batch)
 
     return _operator(prepare, flat, unravel, data, batch_size)
 
@@ -1001,13 +999,12 @@ def hutchinson_trace(
     ``monte_carlo_trace``); probes run vmapped, or ``lax.map``-ped in chunks of
     ``probe_batch`` to bound memory (matfree's estimator always vmaps all of them).
     """
-    samplers = {"rademacher": stochtrace.sampler_signs, "normal": stochtrace.sampler_normal}
-    if probe not in samplers:
+    if probe not in _HUTCHINSON_SAMPLERS:
         raise ValueError(f"Unknown probe {probe!r}; valid probes: {', '.join(TRACE_PROBES)}.")
     if num_samples < 2:
         raise ValueError(f"num_samples must be >= 2 for a standard error; got {num_samples}.")
     dtype = _resolve_dtype(matvec, dtype)
-    probes = samplers[probe](jnp.zeros((dim,), dtype), num=num_samples)(key)
+    probes = _HUTCHINSON_SAMPLERS[probe](jnp.zeros((dim,), dtype), num=num_samples)(key)
     integrand = stochtrace.monte_carlo_trace()
 
     def one(v):
