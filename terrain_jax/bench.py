@@ -59,16 +59,7 @@ def time_jitted(
     t = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - t
-    for _ in range(warmup):
-        jax.block_until_ready(compiled(*args))
-    runs: list[float] = []
-    spent = 0.0
-    while len(runs) < repeats or spent < min_time:
-        t = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
-        dt = time.perf_counter() - t
-        runs.append(dt)
-        spent += dt
+    runs = _timed(lambda: compiled(*args), repeats, warmup, min_time)
     return Timing(compile_s, float(np.median(runs)), tuple(runs), flops_of(compiled))
 
 
@@ -78,12 +69,21 @@ def time_calls(run: Any, repeats: int) -> list[float]:
     For references that are Python loops (of jitted steps, per-point evaluations, ...),
     which ``time_jitted`` cannot compile as one function.
     """
-    jax.block_until_ready(run())
-    runs = []
-    for _ in range(repeats):
+    return _timed(run, repeats, 1, 0.0)
+
+
+def _timed(run: Any, repeats: int, warmup: int, min_time: float) -> list[float]:
+    """Blocked wall times of ``run()`` after ``warmup`` calls: at least ``repeats`` of
+    them, and more until ``min_time`` seconds have been spent."""
+    for _ in range(warmup):
+        jax.block_until_ready(run())
+    runs: list[float] = []
+    spent = 0.0
+    while len(runs) < repeats or spent < min_time:
         t = time.perf_counter()
         jax.block_until_ready(run())
         runs.append(time.perf_counter() - t)
+        spent += runs[-1]
     return runs
 
 

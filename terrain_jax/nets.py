@@ -541,8 +541,8 @@ class DEQCell(eqx.Module):
         return self._apply(self.effective_weight(), z, x)
 
 
-# Lipschitz constants of the activations a ContractiveConvCell accepts
-# Activations a ContractiveConvCell accepts; their constants come from the shared table.
+# Activations a ContractiveConvCell accepts; their constants come from the shared table
+# (fields.ACTIVATION_LIPSCHITZ).
 _CONTRACTIVE_ACTIVATIONS = ("relu", "tanh", "softplus", "identity", "sigmoid")
 
 
@@ -557,7 +557,9 @@ def conv_norm_bound(kernel: Float[Array, "o i *k"], space: tuple[int, ...]) -> F
     the FFT of the kernel over its spatial axes. Exact: the top eigenvalue of the Gram
     matrix of the real ``2C × 2C`` form of each block (``eigvalsh``: on XLA:CPU the
     gradient of ``svd`` took seconds where this takes milliseconds), differentiable in
-    ``kernel``; tight as ``n`` grows.
+    ``kernel``; tight as ``n`` grows. (``spectra._conv_operator_norm``, behind
+    ``lipschitz_upper_bound`` of a ``ConvField``, estimates the same norm from below by
+    power iteration.)
     """
     dims = kernel.ndim - 2
     if dims != len(space):
@@ -599,7 +601,8 @@ class ContractiveConvCell(eqx.Module):
         if field.activation not in _CONTRACTIVE_ACTIVATIONS:
             valid = ", ".join(sorted(_CONTRACTIVE_ACTIVATIONS))
             raise ValueError(
-                f"Activation {field.activation!r} has no Lipschitz constant here; valid: {valid}."
+                f"Activation {field.activation!r} is not supported by ContractiveConvCell; "
+                f"valid: {valid}."
             )
         if not lipschitz > 0:
             raise ValueError(f"lipschitz must be > 0; got {lipschitz}.")

@@ -396,7 +396,9 @@ def _spectral_norm_2d(w: Array) -> Array:
 def _conv_operator_norm(
     kernel: Array, in_shape: tuple[int, ...], dims: int, key: PRNGKeyArray, iters: int
 ) -> Array:
-    """Operator norm of the 'SAME' convolution with ``kernel`` on inputs ``in_shape``."""
+    """Operator norm of the 'SAME' convolution with ``kernel`` on inputs ``in_shape``, by
+    power iteration (from below; :func:`terrain_jax.nets.conv_norm_bound` is an exact
+    upper bound through the DFT)."""
     spec = ("NCH", "OIH", "NCH") if dims == 1 else ("NCHW", "OIHW", "NCHW")
 
     def norm_one(w):
@@ -922,7 +924,8 @@ def hessian_top_eigenvalues(
     - ``method="lanczos"``: ``num_iters`` (default 90, at most ``dim``) steps of Lanczos
       with full reorthogonalisation in one ``lax.fori_loop``, then the Ritz pairs of the
       tridiagonal ``T``; ``which="LA"`` (default) the largest algebraic, ``"LM"`` the
-      largest in magnitude. Residuals come free (``β_m |s_mi|``). Our own loop rather
+      largest in magnitude. Residuals come free (``β_m |s_mi|``, floored at
+      ``ε max|θ|``, the round-off in the products). Our own loop rather
       than ``matfree.decomp.tridiag_sym``: matfree normalises round-off when the Krylov
       space closes (low-rank GGN/Fisher, small models), giving spurious Ritz values.
     - ``method="power"``: power iteration with deflation (as PyHessian), eigenpair by
