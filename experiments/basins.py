@@ -1,7 +1,7 @@
 """Basins of attraction of the walking styles on the double well and the book's ch03 field.
 
 From every point of a 400 × 400 grid of starts over a terrain's domain, each walking style
-walks ``steps`` steps (one compiled :func:`terrain_jax.walk_many` call per style; the three
+walks ``steps`` steps (one :func:`terrain_jax.attractors.basin_map` call per style; the three
 plain-GD step sizes share one call through ``hyper_grid``) and the start is labelled by the
 minimum it ends within ``RADIUS`` of, else "not converged", or "diverged" if the walk blew
 up. The same walk runs on to ``2 · steps`` (``every=steps`` keeps start, middle and end), so
@@ -25,9 +25,9 @@ import matplotlib.colors as mcolors
 import numpy as np
 from matplotlib.patches import Patch
 
-from terrain_jax import walk_many
+from terrain_jax.attractors import basin_map, critical_points, nearest_minimum, start_grid
 from terrain_jax.plotting import figure
-from terrain_jax.terrains import _grid, critical_points, get_terrain
+from terrain_jax.terrains import get_terrain
 
 from ._common import claim
 
@@ -62,29 +62,13 @@ _MIN_COLORS = {"double_well": ("#1f77b4", "#ff7f0e"), "ch03_field": ("#2ca02c",)
 _UNCONVERGED, _DIVERGED = "#d9d9d9", "#222222"
 
 
-def _label(x: np.ndarray, minima: np.ndarray, radius: float) -> np.ndarray:
-    """Index of the minimum within ``radius`` of each end point; ``m`` if none (not
-    converged), ``m + 1`` if diverged (non-finite or beyond ``BLOWUP``)."""
-    m = len(minima)
-    dist = np.linalg.norm(x[..., None, :] - minima, axis=-1)
-    with np.errstate(invalid="ignore"):
-        lab = np.where(dist.min(-1) < radius, dist.argmin(-1), m)
-        bad = ~np.all(np.isfinite(x), -1) | (np.linalg.norm(x, axis=-1) > BLOWUP)
-    return np.where(bad, m + 1, lab).astype(np.int8)
-
-
-def _basin_map(loss, style, starts, minima, steps, learning_rates, radius=RADIUS):
-    """Attractor labels of ``starts`` after ``steps`` and ``2 · steps`` steps of ``style``,
-    one compiled call for all learning rates: arrays ``(lrs, starts)`` each.
-
-    (A candidate for the planned ``terrain_jax.attractors.basin_map``.)
-    """
-    path = walk_many(
-        loss, style, jnp.asarray(starts), 2 * steps,
-        hyper_grid={"learning_rate": jnp.asarray(learning_rates)}, every=steps,
-    )  # fmt: skip
-    pos = np.asarray(path.positions)  # (lrs, starts, 3, dim): start, steps, 2·steps
-    return _label(pos[:, :, 1], minima, radius), _label(pos[:, :, 2], minima, radius)
+def _basin_map(loss, style, starts, minima, steps, learning_rates):
+    """Attractor labels (``m``: not converged, ``m + 1``: diverged) of ``starts`` after
+    ``steps`` and ``2 · steps`` steps of ``style``, one compiled call for all learning
+    rates: arrays ``(lrs, starts)`` each."""
+    grid = {"learning_rate": jnp.asarray(learning_rates)}
+    return basin_map(loss, style, starts, minima, steps, radius=RADIUS, blowup=BLOWUP,
+                     hyper_grid=grid)  # fmt: skip
 
 
 def _gd_1d_labels(theta1: np.ndarray, etas: tuple[float, ...], steps: int) -> np.ndarray:
@@ -100,7 +84,7 @@ def _gd_1d_labels(theta1: np.ndarray, etas: tuple[float, ...], steps: int) -> np
         x, _ = jax.lax.scan(step, x0, None, length=steps)
         x = np.asarray(x)
     pts = np.stack([x, np.zeros_like(x)], -1)
-    return _label(pts, np.array([[-1.0, 0.0], [1.0, 0.0]]), RADIUS)
+    return nearest_minimum(pts, np.array([[-1.0, 0.0], [1.0, 0.0]]), RADIUS, blowup=BLOWUP)
 
 
 def _starts(domain, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -155,7 +139,8 @@ def run(seed: int, quick: bool) -> dict:
         arrays[f"{tname}_labels"] = np.stack([labels[c] for c in config_names])
 
         if tname == "double_well":
-            flow = _label(np.stack([np.sign(a), np.zeros_like(a)], -1), minima, RADIUS)
+            flow = nearest_minimum(np.stack([np.sign(a), np.zeros_like(a)], -1), minima, RADIUS,
+                                   blowup=BLOWUP)  # fmt: skip
             for cname in config_names:
                 lab, key = labels[cname], f"{tname}_{cname}"
                 metrics[f"{key}_frac_differs_from_flow"] = float(np.mean(lab != flow[:, None]))
@@ -194,7 +179,7 @@ def run(seed: int, quick: bool) -> dict:
                 grid_note = "41^2 on [-3, 3]^2"
             else:  # a denser search over a wider box than the domain
                 box = ((-8.0, 8.0), (-8.0, 8.0))
-                mins, sads, maxs = critical_points(terrain.fn, _grid(box, 161), box)
+                mins, sads, maxs = critical_points(terrain.fn, start_grid(box, 161), box)
                 grid_note = "161^2 on [-8, 8]^2"
             mins = np.asarray(mins, np.float64)
             metrics["ch03_field_newton_start_grid"] = grid_note

@@ -17,6 +17,7 @@ import numpy as np
 from jax import lax
 
 from terrain_jax import LinearField, integrate
+from terrain_jax.analysis import loglog_slope
 from terrain_jax.plotting import COLORS, figure
 
 from ._common import claim
@@ -45,10 +46,6 @@ def _final_values(field, solver: str, steps: jax.Array) -> jax.Array:
         return lax.fori_loop(0, n, body, jnp.array([B0]))[0]
 
     return jax.jit(jax.vmap(one))(steps)
-
-
-def _fit_slope(dts: np.ndarray, errs: np.ndarray, mask: np.ndarray) -> float:
-    return float(np.polyfit(np.log(dts[mask]), np.log(errs[mask]), 1)[0])
 
 
 def run(seed: int, quick: bool) -> dict:
@@ -106,7 +103,7 @@ def run(seed: int, quick: bool) -> dict:
     for s, order in SOLVERS.items():
         mask = (dts <= FIT_MAX_DT + 1e-12) & (arrays[f"{s}_err"] > FIT_MIN_REL_ERR * exact)
         arrays[f"{s}_fit_mask"] = mask
-        slope = _fit_slope(dts, arrays[f"{s}_err"], mask)
+        slope = loglog_slope(dts, arrays[f"{s}_err"], mask=mask)
         metrics[f"slope_{s}"] = slope
         metrics[f"slope_{s}_num_points"] = int(mask.sum())
         names = {1: "first", 2: "second", 4: "fourth"}

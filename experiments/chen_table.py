@@ -7,7 +7,7 @@ gradients): the ODE-Net matches the ResNet's test error (0.42% vs 0.41%) with ab
 of its parameters (0.22M vs 0.60M) and constant memory. We add a DEQ (Bai et al. 2019), the
 other implicit layer of :mod:`terrain_jax`.
 
-Every model is a :class:`experiments._models.Classifier`: the same stem, the same readout,
+Every model is a :class:`terrain_jax.nets.Classifier`: the same stem, the same readout,
 and in between
 
 - ``resnet``: 6 untied residual blocks ``x ← x + h f_k(x)``, ``h = 1/√6``
@@ -18,7 +18,7 @@ and in between
 - ``odenet``: the same tied field over ``[0, T]`` by adaptive Tsit5 (``rtol = atol =
   ODE_TOL``), gradients by the continuous adjoint (diffrax ``BacksolveAdjoint``: the
   augmented state is solved backwards, nothing of the forward solve is stored);
-- ``deq``: ``z* = x + f(z*)`` per sample (:class:`experiments._models.DEQNet` over
+- ``deq``: ``z* = x + f(z*)`` per sample (:class:`terrain_jax.nets.DEQNet` over
   :class:`~terrain_jax.nets.DEQBlock`), Anderson forward, implicit-function-theorem
   backward (``u = g + J_fᵀ u`` solved by Anderson), trained with the Jacobian regulariser
   of Bai et al. 2021, ``γ ‖∂cell/∂z‖_F² / n`` at ``z*`` (Hutchinson, one Rademacher probe,
@@ -49,7 +49,7 @@ Data: MNIST-1D (4,000/1,000, 40 features) with 1-D convolutional blocks
 ``K_2 * relu(K_1 * x + b_1) + b_2`` (``ConvField``, shifted matmuls), a stride-2 convolutional
 stem and global average pooling — Chen's downsample → block → pool → linear shape; sklearn
 digits (1,437/360, 64 features) with MLP blocks and a linear stem. Blocks start from the
-variance-preserving init of :func:`experiments._models.shared_blocks`; the DEQ field's
+variance-preserving init of :func:`terrain_jax.nets.shared_blocks`; the DEQ field's
 output kernel is halved so the map starts near contraction (standard for DEQs).
 
 Training: Adam (AdamW, weight decay 1e-4, warm-up + cosine schedule), the same minibatches,
@@ -79,16 +79,14 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-import optax
 
 from terrain_jax import ODEBlock, ResidualNet
 from terrain_jax.data import batch_indices, digits, mnist1d
-from terrain_jax.node import adjoint_backward
+from terrain_jax.nets import Classifier, DEQNet, ODENet, adjoint_backward, shared_blocks
 from terrain_jax.plotting import STYLE, figure
-from terrain_jax.train import accuracy, cross_entropy
+from terrain_jax.train import accuracy, adamw_cosine, compile_step, cross_entropy, make_step
 
 from ._common import claim
-from ._models import Classifier, DEQNet, ODENet, shared_blocks, train_step_fn
 
 NAME = "chen_table"
 TITLE = "Chen et al. 2018 table: ResNet, RK-Net, ODE-Net and DEQ on real data"
@@ -274,22 +272,16 @@ def _train(model: Classifier, ds, cfg: dict, key, quick: bool) -> dict:
     n, bs, epochs = x_tr.shape[0], cfg["batch"], cfg["epochs"]
     per_epoch = n // bs
     steps = per_epoch * epochs
-    sched = optax.warmup_cosine_decay_schedule(
-        0.0, cfg["lr"], max(1, steps // 20), steps, cfg["lr"] * 0.01
-    )
-    opt = optax.adamw(sched, weight_decay=WEIGHT_DECAY)
+    opt = adamw_cosine(cfg["lr"], steps, weight_decay=WEIGHT_DECAY)
     params, static = eqx.partition(model, eqx.is_array)
     with jax.numpy_dtype_promotion("standard"):
         opt_state = opt.init(params)
     loss_fn = functools.partial(_loss, jac_reg=float(cfg.get("deq_jac_reg", 0.0)))
-    step = train_step_fn(loss_fn, opt, static, has_aux=True)
+    step = make_step(loss_fn, opt, static, has_aux=True)
     xb0, yb0 = x_tr[:bs], y_tr[:bs]
     k_batches, k_probe = jax.random.split(key)
     probes = jax.random.split(k_probe, steps)  # Hutchinson probes of the DEQ regulariser
-    t0 = time.perf_counter()
-    compiled = jax.jit(step).lower(params, opt_state, xb0, yb0, probes[0]).compile()
-    compile_s = time.perf_counter() - t0
-    temp_bytes = int(compiled.memory_analysis().temp_size_in_bytes)
+    compiled, temp_bytes, compile_s = compile_step(step, params, opt_state, xb0, yb0, probes[0])
 
     idx = np.asarray(batch_indices(n, bs, steps, key=k_batches))
     x_np, y_np = np.asarray(x_tr), np.asarray(y_tr)

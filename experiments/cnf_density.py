@@ -31,6 +31,7 @@ log-likelihood moves from training noise alone at this budget.
 them too: a smoke run, not evidence.
 """
 
+import functools
 import math
 
 import equinox as eqx
@@ -40,10 +41,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
-from terrain_jax.cnf import CNF
+from terrain_jax.analysis import mean_stderr
 from terrain_jax.data import batch_indices, gaussian_mixture, moons
+from terrain_jax.nets import CNF
+from terrain_jax.ode import nfe_per_step
 from terrain_jax.plotting import STYLE, figure
-from terrain_jax.solvers import nfe_per_step
+from terrain_jax.train import fit
 
 from ._common import claim
 
@@ -104,31 +107,30 @@ def _gaussian_test_ll(x_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
     return -0.5 * np.sum(r * sol, axis=1) - 0.5 * logdet - 0.5 * d * math.log(2 * math.pi)
 
 
-@eqx.filter_jit
+@functools.cache
+def _nll(trace: str):
+    """The training loss ``-mean log p`` of a minibatch, with this step's probe key."""
+
+    def loss(cnf: CNF, xb: jax.Array, yb: jax.Array, key: jax.Array) -> jax.Array:
+        del yb
+        return -jnp.mean(cnf.log_prob(xb, trace=trace, key=key))
+
+    return loss
+
+
+@functools.cache
+def _adam(lr: float) -> optax.GradientTransformation:
+    return optax.adam(lr)  # one object per rate: fit compiles once per trace
+
+
 def _train(cnf: CNF, x: jax.Array, idx: jax.Array, keys: jax.Array, trace: str, lr: float):
-    """Adam on ``-mean log p`` in one ``lax.scan``; a fresh probe key per step.
-
-    (``terrain_jax.train.fit`` has no per-step key for a stochastic loss, hence this loop.)
-    """
-    opt = optax.adam(lr)
-    params, static = eqx.partition(cnf, eqx.is_array)
-    with jax.numpy_dtype_promotion("standard"):
-        state = opt.init(params)
-
-    def step(carry, inp):
-        p, s = carry
-        i, k = inp
-
-        def loss(p_):
-            return -jnp.mean(eqx.combine(p_, static).log_prob(x[i], trace=trace, key=k))
-
-        val, g = jax.value_and_grad(loss)(p)
-        with jax.numpy_dtype_promotion("standard"):
-            u, s = opt.update(g, s, p)
-        return (optax.apply_updates(p, u), s), val
-
-    (params, _), losses = jax.lax.scan(step, (params, state), (idx, keys))
-    return eqx.combine(params, static), losses
+    """Adam on ``-mean log p`` in one compiled :func:`fit`: the minibatch order ``idx``
+    and a fresh probe key per step."""
+    steps = int(idx.shape[0])
+    cnf, hist = fit(
+        cnf, _nll(trace), _adam(lr), x, x, steps=steps, indices=idx, step_inputs=(keys,)
+    )
+    return cnf, hist["loss"]
 
 
 @eqx.filter_jit
@@ -191,9 +193,7 @@ def run(seed: int, quick: bool) -> dict:
             metrics[f"{tag}_eval_steps"] = int(n_steps)
             if trace == "exact_reorder":
                 continue
-            diff = test_lp - base
-            se = float(diff.std(ddof=1) / np.sqrt(len(diff)))
-            margins[(name, trace)] = (float(diff.mean()), se)
+            margins[(name, trace)] = mean_stderr(test_lp - base)  # (mean, standard error)
             arrays[f"{tag}_density"] = np.exp(lp[cfg["n_test"] :]).reshape(gx.shape)
             arrays[f"{tag}_samples"] = np.asarray(samples)
             arrays[f"{tag}_loss"] = np.asarray(losses)

@@ -38,17 +38,16 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-import optax
 from matplotlib.lines import Line2D
 
 from terrain_jax import ResidualNet
 from terrain_jax.data import digits
 from terrain_jax.fields import MLPField
+from terrain_jax.nets import Classifier
 from terrain_jax.plotting import COLORS, STYLE, figure
-from terrain_jax.train import fit
+from terrain_jax.train import adamw_cosine, ce_loss, fit
 
 from ._common import claim
-from ._models import Classifier, ce_loss
 
 NAME = "depth_as_time"
 TITLE = "Depth as time: residual nets with h = T/N converge as N grows"
@@ -110,10 +109,7 @@ def run(seed: int, quick: bool) -> dict:
     x_te, y_te = jnp.asarray(ds.x_test), jnp.asarray(ds.y_test)
     key = jax.random.PRNGKey(seed)
     k_init, k_fit, k_other = jax.random.split(key, 3)
-    sched = optax.warmup_cosine_decay_schedule(
-        0.0, cfg["lr"], max(1, cfg["steps"] // 20), cfg["steps"], cfg["lr"] * 0.01
-    )
-    opt = optax.adamw(sched, weight_decay=WEIGHT_DECAY)
+    opt = adamw_cosine(cfg["lr"], cfg["steps"], weight_decay=WEIGHT_DECAY)
     feat, ncls = ds.x_train.shape[1], ds.num_classes
 
     def train(N, tied, k):

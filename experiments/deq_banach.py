@@ -35,10 +35,10 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from jax import lax
 from matplotlib.lines import Line2D
 
 from terrain_jax import fixed_point
+from terrain_jax.fixed_point import asymptotic_rate, iterate
 from terrain_jax.plotting import STYLE, figure
 
 from ._common import claim
@@ -107,13 +107,7 @@ def _jacobian_radius(W: np.ndarray, z: np.ndarray) -> np.ndarray:
 @jax.jit
 def _picard_errors(a, z0, z_star):
     """``‖z_k − z*‖`` for ``k = 0 … K`` (one cell; vmapped below)."""
-
-    def step(z, _):
-        z_new = _tanh_cell(z, a)
-        return z_new, jnp.linalg.norm(z_new - z_star)
-
-    _, errs = lax.scan(step, z0, None, length=K)
-    return jnp.concatenate([jnp.linalg.norm(z0 - z_star)[None], errs])
+    return iterate(_tanh_cell, z0, a, K, observe=lambda z: jnp.linalg.norm(z - z_star))
 
 
 _picard_errors_v = jax.jit(jax.vmap(_picard_errors))
@@ -129,13 +123,7 @@ _solve_jit = jax.jit(_solve, static_argnames=("f", "tol", "max_steps", "solver",
 @jax.jit
 def _picard_tail(a, z0):
     """The last 64 Picard iterates after ``MAX_STEPS`` steps (one tanh cell)."""
-
-    def step(z, _):
-        z = _tanh_cell(z, a)
-        return z, z
-
-    _, zs = lax.scan(step, z0, None, length=MAX_STEPS)
-    return zs[-64:]
+    return iterate(_tanh_cell, z0, a, MAX_STEPS)[-64:]
 
 
 def _period(tail: np.ndarray) -> np.ndarray:
@@ -177,7 +165,7 @@ def _banach(rng: np.random.Generator, cfg: dict, metrics: dict, arrays: dict) ->
         ratio = np.where(check, (errs - SLACK) / bound, -np.inf)
         worst = ratio.max(-1)
         # asymptotic rate: geometric slope over the last decade above the floor
-        rate = np.array([_tail_rate(e) for e in errs])
+        rate = asymptotic_rate(errs, floor=FLOOR)
         rho = _jacobian_radius(W, np.asarray(z_star))
         max_steps = math.ceil(math.log(1e-3 * TOL) / math.log(c))
         _, pic = _solve_jit(
@@ -214,17 +202,6 @@ def _banach(rng: np.random.Generator, cfg: dict, metrics: dict, arrays: dict) ->
         arrays[f"banach_{key}_rel_err_median"] = np.median(rel, 0)
         arrays[f"banach_{key}_rel_err_max"] = rel.max(0)
     return out
-
-
-def _tail_rate(e: np.ndarray, window: int = 8) -> float:
-    """Geometric-mean decay rate over the last ``window`` steps with error above ``FLOOR``
-    (the asymptotic rate, which should be the local spectral radius at ``z*``)."""
-    ok = np.nonzero(e > FLOOR)[0]
-    hi = int(ok[-1]) if ok.size else 0
-    lo = max(0, hi - window)
-    if hi - lo < 2:
-        return float("nan")
-    return float(np.exp((np.log(e[hi]) - np.log(e[lo])) / (hi - lo)))
 
 
 def _free(rng: np.random.Generator, cfg: dict, metrics: dict, arrays: dict) -> dict:
@@ -297,14 +274,7 @@ def _cobweb(metrics: dict, arrays: dict) -> dict:
     solve = jax.jit(lambda h0: fixed_point(f, h0, solver="anderson", tol=1e-15, max_steps=100))
     h_star = float(solve(jnp.zeros(()))[0])
 
-    def orbit(h0):
-        def step(h, _):
-            h = f(h, None)
-            return h, h
-
-        _, hs = lax.scan(step, h0, None, length=60)
-        return jnp.concatenate([h0[None], hs])
-
+    orbit = lambda h0: iterate(f, h0, None, 60)
     orbits = np.asarray(jax.jit(jax.vmap(orbit))(jnp.asarray(COBWEB_STARTS)))
     err = np.abs(orbits - h_star)
     ok = (err[:, :-1] > 1e-12) & (err[:, :-1] < 1e-3)

@@ -23,9 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from terrain_jax.curvature import hessian_operator, hessian_top_eigenvalues, sharpness
 from terrain_jax.data import mnist1d
 from terrain_jax.plotting import figure
-from terrain_jax.spectra import hessian_operator, hessian_top_eigenvalues, sharpness
 
 from ._common import claim
 

@@ -4,7 +4,7 @@ Gradient descent with step ``η`` is explicit Euler on ``θ̇ = −L'(θ)`` for 
 ``L = 0.25θ⁴ − 2θ² + θ + 6`` (minima at ``θ ≈ −2.115`` (global) and ``1.861``, maximum at
 ``0.254``). Each walk (one :func:`terrain_jax.walk_many` call) is compared with an adaptive,
 tightly toleranced solve of the gradient flow (:func:`terrain_jax.integrate` on
-:func:`terrain_jax.walking.gradient_flow`) sampled at ``t = kη``.
+:func:`terrain_jax.optim.gradient_flow`) sampled at ``t = kη``.
 
 Measured: the deviation from the flow for ``η = 0.05, 0.3, 0.8``; where each walk ends
 (a minimum, a cycle, "unsettled" bounded motion that neither converges nor repeats, i.e.
@@ -24,10 +24,12 @@ import numpy as np
 from matplotlib.ticker import NullFormatter
 
 from terrain_jax import walk_many
-from terrain_jax.integrate import integrate
+from terrain_jax.analysis import loglog_slope
+from terrain_jax.attractors import orbit_fates
+from terrain_jax.ode import integrate
+from terrain_jax.optim import gradient_flow
 from terrain_jax.plotting import figure
 from terrain_jax.terrains import get_terrain
-from terrain_jax.walking import gradient_flow
 
 from ._common import claim
 
@@ -53,28 +55,10 @@ _FATE_COLORS = {
 }
 
 
-def _fates(tails: np.ndarray, minima: np.ndarray) -> tuple[list[str], list[int]]:
-    """Classify walks by their last iterates ``tails`` (..., TAIL): a minimum, a cycle of
-    period ``p ≤ TAIL/2``, "unsettled" (bounded, neither converged nor periodic: chaotic, or
-    converging very slowly next to an edge) or diverged; returns names and periods."""
-    names, periods = [], []
-    for tail in tails.reshape(-1, tails.shape[-1]):
-        if not np.all(np.isfinite(tail)) or np.max(np.abs(tail)) > 1e6:
-            names.append("diverged")
-            periods.append(0)
-            continue
-        hit = [i for i, m in enumerate(minima) if np.max(np.abs(tail - m)) < TOL]
-        if hit:
-            names.append("global_min" if hit[0] == 0 else "local_min")
-            periods.append(1)
-            continue
-        p = next(
-            (p for p in range(2, TAIL // 2 + 1) if np.max(np.abs(tail[p:] - tail[:-p])) < TOL),
-            0,
-        )
-        names.append("cycle" if p else "unsettled")
-        periods.append(p)
-    return names, periods
+_MIN_NAMES = ("global_min", "local_min")  # the fates of orbit_fates labels 0, 1
+# orbit_fates searches periods from 2 here (as this experiment always has): a tail that is
+# constant away from both minima counts as a 2-cycle, not as a fixed point
+_MIN_PERIOD = 2
 
 
 def _flow(loss, theta0: float, ts: np.ndarray) -> np.ndarray:
@@ -145,7 +129,9 @@ def run(seed: int, quick: bool) -> dict:
             flow_min = int(np.argmin(np.abs(minima - flow_end)))
             metrics[f"{tag}_flow_theta_at_t{HORIZON:g}"] = float(flow_end)
             metrics[f"{tag}_flow_destination"] = ("global_min", "local_min")[flow_min]
-            fates, periods = _fates(pos[:, si, -TAIL:], minima)
+            fate = orbit_fates(pos[:, si, -TAIL:, None], minima[:, None], TOL,
+                               min_period=_MIN_PERIOD)  # fmt: skip
+            fates, periods = fate.names(_MIN_NAMES).tolist(), fate.period.tolist()
             for ei, eta in enumerate(ETAS):
                 k = ks[eta]
                 walk_k = pos[ei, si, : k.size]
@@ -186,9 +172,9 @@ def run(seed: int, quick: bool) -> dict:
         at_t = np.asarray(p_o.positions[:, 0, :, 0])[np.arange(ns.size), ns]
         flow_t = flows[THETA0][np.searchsorted(ts_all, T_ORDER)]
         err = np.abs(at_t - flow_t)
-        slope = float(np.polyfit(np.log(etas_o), np.log(err), 1)[0])
+        slope = loglog_slope(etas_o, err)
         half = ns.size // 2
-        slope_small = float(np.polyfit(np.log(etas_o[half:]), np.log(err[half:]), 1)[0])
+        slope_small = loglog_slope(etas_o[half:], err[half:])
         ratio = err / etas_o
         metrics["order_T"] = T_ORDER
         metrics["order_flow_theta_at_T"] = float(flow_t)
@@ -207,7 +193,8 @@ def run(seed: int, quick: bool) -> dict:
             hyper_grid={"learning_rate": jnp.asarray(etas_e)},
         )  # fmt: skip
         end_e = np.asarray(p_e.positions[:, :, -1, 0])  # (eta, minimum)
-        conv_e = np.isfinite(end_e) & (np.abs(end_e - minima[None]) < TOL)
+        # walk j (started next to minimum j) ended within TOL of minimum j
+        conv_e = orbit_fates(end_e[..., None, None], minima[:, None], TOL).label == [0, 1]
         spacing = float(etas_e[1] - etas_e[0])
         worst_edge = 0.0
         for j, name in enumerate(("global", "local")):
@@ -238,8 +225,8 @@ def run(seed: int, quick: bool) -> dict:
             hyper_grid={"learning_rate": jnp.asarray(etas_s)},
         )  # fmt: skip
         tails = np.asarray(p_s.positions[:, 0, -TAIL:, 0])
-        fates_s, _ = _fates(tails, minima)
-        fates_s = np.asarray(fates_s)
+        fates_s = orbit_fates(tails[..., None], minima[:, None], TOL, min_period=_MIN_PERIOD)
+        fates_s = fates_s.names(_MIN_NAMES)
         flow_dest = metrics["start0_flow_destination"]
         for f in _FATE_COLORS:
             metrics[f"sweep_fraction_{f}"] = float(np.mean(fates_s == f))
@@ -268,8 +255,10 @@ def run(seed: int, quick: bool) -> dict:
         )  # fmt: skip
         end_g = np.asarray(p_g.positions[:, :, -1, 0])  # (eta, start)
         flow_g = np.where(grid0 < theta_max, 0, 1)  # 1-D flow: the side of the maximum
-        at = [np.isfinite(end_g) & (np.abs(end_g - mn) < TOL) for mn in minima]
-        div_g = ~np.isfinite(end_g) | (np.abs(end_g) > 1e6)
+        # fate of each end point: 0, 1 the minima, 2 not settled, 3 diverged (|θ| > 1e6)
+        code = orbit_fates(end_g[..., None, None], minima[:, None], TOL).label
+        at = [code == 0, code == 1]
+        div_g = code == 3
         other_g = np.where(flow_g[None] == 0, at[1], at[0])
         metrics["basin_starts_grid"] = [float(grid0[0]), float(grid0[-1]), n_starts]
         metrics["basin_etas"] = list(BASIN_ETAS)
@@ -282,7 +271,7 @@ def run(seed: int, quick: bool) -> dict:
         i08 = BASIN_ETAS.index(0.8)
         metrics["eta0.8_fraction_of_starts_diverged"] = float(np.mean(div_g[i08]))
         arrays["basin_starts"] = grid0
-        arrays["basin_code"] = np.select([at[0], at[1], div_g], [0, 1, 3], 2)  # 2: not settled
+        arrays["basin_code"] = code.astype(np.int64)
 
     # ---------------------------------------------------------------- claims
     claims.append(

@@ -63,10 +63,11 @@ import numpy as np
 import optax
 
 from terrain_jax import HighwayNet, PlainNet, ResidualNet, ScaledResidualNet
+from terrain_jax.analysis import log_linear_rate, loglog_slope
 from terrain_jax.data import mnist1d
-from terrain_jax.nets import Gate, make_blocks
+from terrain_jax.fields import lipschitz_upper_bound
+from terrain_jax.nets import Gate, layer_gradient_norms, make_blocks
 from terrain_jax.plotting import figure
-from terrain_jax.spectra import layer_gradient_norms, lipschitz_upper_bound
 from terrain_jax.train import cross_entropy, fit
 
 from ._common import claim
@@ -209,22 +210,6 @@ def _measure(pair: Pair, x, y, x_test, y_test):
     return prof, prof_hw, acc, acc_hw, gate
 
 
-def _rate(s: np.ndarray) -> dict:
-    """Least-squares slope (nepers/layer) and R² of ``ln s_k`` against the number of layers
-    back-propagated through, ``n = L − k``, over the layers with ``s_k > TINY``; a
-    negative rate is a gradient that shrinks on its way back to the input."""
-    n = np.arange(s.size, dtype=float)[::-1]
-    ok = np.isfinite(s) & (s > TINY)
-    if ok.sum() < 3:
-        return {"rate": float("nan"), "r2": float("nan"), "fit_layers": int(ok.sum())}
-    ls = np.log(s[ok])
-    a, b = np.polyfit(n[ok], ls, 1)
-    res = ls - (a * n[ok] + b)
-    tot = ls - ls.mean()
-    r2 = 1.0 - float(res @ res) / float(tot @ tot) if float(tot @ tot) > 0 else 1.0
-    return {"rate": float(a), "r2": r2, "fit_layers": int(ok.sum())}
-
-
 def _ratio(s: np.ndarray) -> float:
     return float(s[0] / s[-1]) if s[-1] > 0 else float("nan")
 
@@ -356,8 +341,10 @@ def _summarise(depths, train_depths, steps, profiles, acc, gate_mean, lips, lip_
         s = p["state_grad_norms"]
         tag = f"{phase}/{fam}/L{L}"
         ratio[tag] = _ratio(s)
-        r = _rate(s)
-        rate[tag], r2[tag] = r["rate"], r["r2"]
+        # nepers/layer and R² of ln s_k against the layers back-propagated through, n = L − k,
+        # over s_k > TINY: a negative rate is a gradient shrinking on its way to the input
+        r = log_linear_rate(np.arange(s.size, dtype=float)[::-1], s, floor=TINY)
+        rate[tag], r2[tag] = r.rate, r.r2
 
     def table(d, phase, fam, ds):
         return [d[f"{phase}/{fam}/L{L}"] for L in ds]
@@ -396,9 +383,7 @@ def _summarise(depths, train_depths, steps, profiles, acc, gate_mean, lips, lip_
         metrics[f"mnist1d_highway_{phase}_mean_gate"] = [gate_mean[(phase, L)] for L in ds]
     r = np.asarray(metrics["mnist1d_plain_orthogonal_init_grad_ratio_first_over_last"], float)
     metrics["mnist1d_plain_orthogonal_init_ratio_vs_depth_loglog_slope"] = (
-        float(np.polyfit(np.log(depths), np.log(r), 1)[0])
-        if len(depths) > 1 and np.all(r > 0)
-        else None
+        loglog_slope(np.asarray(depths), r) if len(depths) > 1 and np.all(r > 0) else None
     )
 
     claims = _claims(depths, train_depths, metrics)

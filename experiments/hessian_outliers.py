@@ -29,15 +29,16 @@ import numpy as np
 import optax
 from jaxtyping import Array, PRNGKeyArray
 
-from terrain_jax.data import digits
-from terrain_jax.plotting import figure
-from terrain_jax.spectra import (
+from terrain_jax.analysis import mean_stderr
+from terrain_jax.curvature import (
     gauss_newton_operator,
     hessian_operator,
     hessian_top_eigenvalues,
-    hutchinson_trace,
-    spectral_density,
+    spectral_gap,
 )
+from terrain_jax.data import digits
+from terrain_jax.linalg import hutchinson_trace, spectral_density
+from terrain_jax.plotting import figure
 from terrain_jax.train import accuracy, cross_entropy, fit
 
 from ._common import claim
@@ -97,13 +98,6 @@ def _power(model: eqx.nn.MLP, x: Array, y: Array, key: PRNGKeyArray, num_iters: 
     return p.values, p.residuals, p.num_matvecs
 
 
-def _gap_count(values: np.ndarray) -> tuple[int, np.ndarray]:
-    """``argmax_k λ_k/λ_{k+1}`` (1-based) over the positive leading eigenvalues."""
-    pos = values[values > 0]
-    ratios = pos[:-1] / pos[1:]
-    return int(np.argmax(ratios)) + 1, ratios
-
-
 def run(seed: int, quick: bool) -> dict:
     checkpoints = (0, 30) if quick else CHECKPOINTS
     trained = (30,) if quick else TRAINED
@@ -138,25 +132,24 @@ def run(seed: int, quick: bool) -> dict:
             done = step
         s = {k: np.asarray(v) for k, v in _spectra(model, x, y, k_spec, sizes).items()}
         tag = f"step{step}"
-        kh, ratios_h = _gap_count(s["h_values"])
-        kg, ratios_g = _gap_count(s["g_values"])
+        gap_h, gap_g = spectral_gap(s["h_values"]), spectral_gap(s["g_values"])
+        kh, kg = int(gap_h.count), int(gap_g.count)
         # SLQ's estimate of how many eigenvalues lie above the Hessian gap's midpoint
-        mid = 0.5 * (s["h_values"][kh - 1] + s["h_values"][kh])
+        mid = float(gap_h.threshold)
         slq_count = dim * float(np.mean(np.sum(s["weights"] * (s["nodes"] > mid), axis=-1)))
         overlap = float(np.sum((s["h_vectors"][:C] @ s["g_vectors"][:C].T) ** 2) / C)
         rel = np.abs(s["h_values"][:C] - s["g_values"][:C]) / np.abs(s["h_values"][:C])
         per_probe = dim * np.sum(s["weights"] * s["nodes"], axis=-1)
-        slq_trace = float(np.mean(per_probe))
-        slq_se = float(np.std(per_probe, ddof=1) / np.sqrt(per_probe.size))
+        slq_trace, slq_se = mean_stderr(per_probe)
         out = {
             "train_loss": float(_train_loss(model, x, y)),
             "test_acc": accuracy(model, data.x_test, data.y_test, apply=_apply),
             "hessian_top": s["h_values"],
             "ggn_top": s["g_values"],
             "hessian_gap_count": kh,
-            "hessian_gap_ratio": float(ratios_h[kh - 1]),
+            "hessian_gap_ratio": float(gap_h.ratio),
             "ggn_gap_count": kg,
-            "ggn_gap_ratio": float(ratios_g[kg - 1]),
+            "ggn_gap_ratio": float(gap_g.ratio),
             "slq_count_above_gap": slq_count,
             "topC_subspace_overlap_hessian_ggn": overlap,
             "topC_max_rel_diff_hessian_ggn": float(np.max(rel)),
@@ -270,9 +263,8 @@ def plot(result: dict, arrays: dict):
 
     ax = axes[0, 1]
     for t in steps:
-        v = arrays[f"h_values_step{t}"]
-        v = v[v > 0]
-        ax.plot(np.arange(1, v.size), v[:-1] / v[1:], "o-", ms=3, color=color[t],
+        ratios = np.asarray(spectral_gap(arrays[f"h_values_step{t}"]).ratios)
+        ax.plot(np.arange(1, ratios.size + 1), ratios, "o-", ms=3, color=color[t],
                 label=f"step {t}")  # fmt: skip
     ax.axvline(C - 1, color="k", ls=":", lw=0.8)
     ax.axvline(C, color="k", ls=":", lw=0.8)

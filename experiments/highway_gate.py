@@ -34,10 +34,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from terrain_jax import HighwayNet, PlainNet, ResidualNet
+from terrain_jax.analysis import log_linear_rate
 from terrain_jax.data import mnist1d
-from terrain_jax.nets import Gate, make_blocks
+from terrain_jax.nets import Gate, layer_gradient_norms, make_blocks
 from terrain_jax.plotting import COLORS, figure
-from terrain_jax.spectra import layer_gradient_norms
 from terrain_jax.train import cross_entropy
 
 from ._common import claim
@@ -54,14 +54,6 @@ BATCH = 512
 TINY = 1e-15
 OK = 0.1  # "kept": ratio ≥ OK
 GONE = 1e-6  # "vanished": ratio < GONE (or underflowed)
-
-
-def _rate(s: np.ndarray) -> float:
-    n = np.arange(s.size, dtype=float)[::-1]
-    ok = np.isfinite(s) & (s > TINY)
-    if ok.sum() < 3:
-        return float("nan")
-    return float(np.polyfit(n[ok], np.log(s[ok]), 1)[0])
 
 
 @eqx.filter_jit
@@ -134,17 +126,21 @@ def run(seed: int, quick: bool) -> dict:
     for L in depths:
         d = per_depth[L]
         hw = d["hw"]
+        n = np.arange(hw.shape[-1], dtype=float)[::-1]  # layers back-propagated through, L − k
+        # per-layer rates (nepers/layer) of the norms above TINY
+        rate = {k: log_linear_rate(n, d[k], floor=TINY).rate for k in ("res", "plain")}
+        rate_hw = [log_linear_rate(n, p, floor=TINY).rate for p in hw]
         metrics[f"L{L}_highway_mean_gate"] = d["tbar"]
         metrics[f"L{L}_highway_ratio_first_over_last"] = hw[:, 0] / hw[:, -1]
-        metrics[f"L{L}_highway_rate_per_layer"] = [_rate(p) for p in hw]
+        metrics[f"L{L}_highway_rate_per_layer"] = rate_hw
         metrics[f"L{L}_highway_layers_below_floor"] = [int(np.sum(p <= TINY)) for p in hw]
         metrics[f"L{L}_carry_model_rate_ln_1_minus_T"] = np.log1p(-d["tbar"])
-        t, rp = d["tbar"].astype(float), _rate(d["plain"])
+        t, rp = d["tbar"].astype(float), rate["plain"]
         metrics[f"L{L}_two_path_model_rate"] = 0.5 * np.log((1 - t) ** 2 + t**2 * np.exp(2 * rp))
         metrics[f"L{L}_resnet_ratio_first_over_last"] = float(d["res"][0] / d["res"][-1])
-        metrics[f"L{L}_resnet_rate_per_layer"] = _rate(d["res"])
+        metrics[f"L{L}_resnet_rate_per_layer"] = rate["res"]
         metrics[f"L{L}_plain_ratio_first_over_last"] = float(d["plain"][0] / d["plain"][-1])
-        metrics[f"L{L}_plain_rate_per_layer"] = _rate(d["plain"])
+        metrics[f"L{L}_plain_rate_per_layer"] = rate["plain"]
         metrics[f"L{L}_plain_layers_below_floor"] = int(np.sum(d["plain"] <= TINY))
         ratios = hw[:, 0] / hw[:, -1]
         gone = np.nonzero(ratios < 1e-3)[0]

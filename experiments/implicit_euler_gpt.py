@@ -43,13 +43,12 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-import optax
 from jax import lax
 from jaxtyping import Array, Float, Int
 
 from terrain_jax import fixed_point
 from terrain_jax.plotting import STYLE, figure
-from terrain_jax.train import cross_entropy, fit
+from terrain_jax.train import adam_cosine, cross_entropy, fit
 
 from ._common import claim
 
@@ -293,10 +292,8 @@ def run(seed: int, quick: bool) -> dict:
     pairs = np.stack(np.meshgrid(np.arange(V), np.arange(V), indexing="ij"), -1)
     train = jnp.asarray(fibonacci_mod(pairs.reshape(-1, 2), T, V))  # all V² start pairs
     model = ResidualLM(V, cfg["width"], cfg["hidden"], seed=seed)
-    sched = optax.warmup_cosine_decay_schedule(
-        0.0, cfg["lr"], max(1, cfg["steps"] // 20), cfg["steps"], cfg["lr"] * 0.05
-    )
-    model, hist = fit(model, _loss, optax.adam(sched), train, train, steps=cfg["steps"], key=k_fit)
+    opt = adam_cosine(cfg["lr"], cfg["steps"], final_frac=0.05)
+    model, hist = fit(model, _loss, opt, train, train, steps=cfg["steps"], key=k_fit)
     tf_acc = float(_teacher_forced_acc(model, train))
 
     prompts = np.random.default_rng(seed).integers(0, V, size=(cfg["prompts"], 2))

@@ -6,7 +6,7 @@ has ``J_f``. The seed articles' argument: the residual layer's eigenvalues are t
 neither vanish nor explode, while the plain net's sit around 0 and their product decays.
 
 Both nets are trained on sklearn digits with the *same* initial blocks
-(:func:`experiments._models.shared_blocks`: width 32, hidden 64, ReLU, variance-preserving
+(:func:`terrain_jax.nets.shared_blocks`: width 32, hidden 64, ReLU, variance-preserving
 init), a linear stem 64→32 and a linear readout; the residual step is ``h = 1``. At
 initialisation and after training, for the hidden states of held-out digits at three
 blocks, the dense Jacobians are computed (:mod:`terrain_jax.spectra`) and their
@@ -22,16 +22,12 @@ import optax
 
 from terrain_jax import PlainNet, ResidualNet
 from terrain_jax.data import digits
+from terrain_jax.linalg import jacobian_singular_values
+from terrain_jax.nets import Classifier, block_field_jacobian, layer_jacobian, shared_blocks
 from terrain_jax.plotting import COLORS, figure
-from terrain_jax.spectra import (
-    block_field_jacobian,
-    jacobian_singular_values,
-    layer_jacobian,
-)
-from terrain_jax.train import accuracy, fit
+from terrain_jax.train import accuracy, ce_loss, fit
 
 from ._common import claim
-from ._models import Classifier, ce_loss, shared_blocks
 
 NAME = "jacobian_spectra"
 TITLE = "Eigenvalues of J_f and I + J_f: the shift by one"

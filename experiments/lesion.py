@@ -5,7 +5,7 @@ shallow networks") delete single blocks of a trained ResNet at test time and fin
 accuracy barely moves, while the same lesion on a plain (VGG-style) net collapses it; they
 read a ResNet as an ensemble of ``2^N`` paths of mostly moderate length.
 
-Here, on two real data sets, every net is a :class:`experiments._models.Classifier`:
+Here, on two real data sets, every net is a :class:`terrain_jax.nets.Classifier`:
 stem → ``DEPTH = 16`` stacked blocks → readout.
 
 - **MNIST-1D** (4,000/1,000, 40 features): 1-D convolutional blocks
@@ -42,16 +42,15 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-import optax
 from matplotlib.lines import Line2D
 
 from terrain_jax import PlainNet, ResidualNet
 from terrain_jax.data import digits, mnist1d
+from terrain_jax.nets import Classifier, lesion_masks, shared_blocks
 from terrain_jax.plotting import COLORS, STYLE, figure
-from terrain_jax.train import fit
+from terrain_jax.train import adamw_cosine, ce_loss, fit, masked_accuracy
 
 from ._common import claim
-from ._models import Classifier, ce_loss, masked_accuracy, shared_blocks
 
 NAME = "lesion"
 TITLE = "Lesion study: deleting blocks from residual and plain nets"
@@ -101,30 +100,13 @@ def _load(name: str, seed: int):
     return mnist1d(seed=seed) if name == "mnist1d" else digits(seed=seed)
 
 
-def _lesion_masks(depth: int, kmax: int, draws: int, seed: int) -> np.ndarray:
-    """Rows: intact, each single block deleted, then ``draws`` random ``k``-subsets for
-    ``k = 1 … kmax`` (in that order)."""
-    rng = np.random.default_rng(seed)
-    rows = [np.ones(depth, bool)]
-    rows += list(~np.eye(depth, dtype=bool))
-    for k in range(1, kmax + 1):
-        for _ in range(draws):
-            m = np.ones(depth, bool)
-            m[rng.choice(depth, size=k, replace=False)] = False
-            rows.append(m)
-    return np.stack(rows)
-
-
 def _train_all(name: str, cfg: dict, depth: int, seed: int, quick: bool, masks: np.ndarray):
     ds = _load(name, seed)
     key = jax.random.fold_in(jax.random.PRNGKey(seed), DATASETS.index(name))
     k_blocks, k_head, k_fit = jax.random.split(key, 3)
     w, hid = cfg["width"], cfg["hidden"]
     blocks = shared_blocks(cfg["kind"], w, hid, depth, key=k_blocks)
-    sched = optax.warmup_cosine_decay_schedule(
-        0.0, cfg["lr"], max(1, cfg["steps"] // 20), cfg["steps"], cfg["lr"] * 0.01
-    )
-    opt = optax.adamw(sched, weight_decay=WEIGHT_DECAY)
+    opt = adamw_cosine(cfg["lr"], cfg["steps"], weight_decay=WEIGHT_DECAY)
     x_te, y_te = jnp.asarray(ds.x_test), jnp.asarray(ds.y_test)
     x_tr, y_tr = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
     out = {}
@@ -205,7 +187,7 @@ def run(seed: int, quick: bool) -> dict:
     kmax = 2 if quick else 8
     draws = 3 if quick else 10
     configs = QUICK if quick else CONFIG
-    masks = _lesion_masks(depth, kmax, draws, seed)
+    masks = lesion_masks(depth, kmax, draws, seed)
     metrics: dict = {"depth": depth, "k_max": kmax, "draws_per_k": draws}
     arrays: dict = {"masks": masks}
     claims = []

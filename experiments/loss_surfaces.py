@@ -7,10 +7,10 @@ rescaled to the norm of the weight's), and find that without skip connections de
 slices turn chaotic, while with skips they stay near-convex. They quantify it with maps of
 ``|λ_min / λ_max|`` of the Hessian.
 
-Here: residual and plain nets (:class:`experiments._models.Classifier`: linear stem →
+Here: residual and plain nets (:class:`terrain_jax.nets.Classifier`: linear stem →
 ``N`` stacked untied MLP blocks ``W_2 relu(W_1 x + b_1) + b_2``, width = hidden = 32 →
 linear readout) at ``N = 4`` and ``N = 16``. At each depth the two nets start from the
-*same* arrays (:func:`~experiments._models.shared_blocks`, variance-preserving init) and
+*same* arrays (:func:`~terrain_jax.nets.shared_blocks`, variance-preserving init) and
 train with the same optimizer (AdamW, warm-up + cosine, weight decay 1e-4), minibatches and
 steps; they differ only in the identity path: ``plain`` ``x ← f_k(x)``, ``resnet``
 ``x ← x + h f_k(x)`` with ``h = 1/√N`` (the normalisation-free scaling of
@@ -53,17 +53,16 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-import optax
 from jax.flatten_util import ravel_pytree
 
 from terrain_jax import PlainNet, ResidualNet
 from terrain_jax.data import mnist1d
 from terrain_jax.landscape import pca_directions, random_directions, surface_2d
+from terrain_jax.nets import Classifier, shared_blocks
 from terrain_jax.plotting import STYLE, figure
-from terrain_jax.train import cross_entropy, fit
+from terrain_jax.train import adamw_cosine, ce_loss, cross_entropy, fit
 
 from ._common import claim
-from ._models import Classifier, ce_loss, shared_blocks
 
 NAME = "loss_surfaces"
 TITLE = "Skip connections and the loss terrain (Li et al. 2018) on MNIST-1D"
@@ -183,10 +182,7 @@ def _train(model, cfg, k_fit, ds):
     """Train one net; returns the model, its flattened checkpoints (init first, final last),
     the unravel function, the history and the wall time."""
     steps = cfg["steps"]
-    sched = optax.warmup_cosine_decay_schedule(
-        0.0, cfg["lr"], max(1, steps // 20), steps, cfg["lr"] * 0.01
-    )
-    opt = optax.adamw(sched, weight_decay=WEIGHT_DECAY)
+    opt = adamw_cosine(cfg["lr"], steps, weight_decay=WEIGHT_DECAY)
     x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
     theta0, unravel = ravel_pytree(eqx.filter(model, eqx.is_inexact_array))
 

@@ -7,17 +7,17 @@ that pays for it: the temporary buffers XLA allocates for a compiled training st
 gradient, SGD update), ``jax.jit(step).lower(...).compile().memory_analysis()
 .temp_size_in_bytes``. Nothing is run; every number is a property of the compiled program.
 
-Every model is a :class:`experiments._models.Classifier` (linear stem, depth net, linear
+Every model is a :class:`terrain_jax.nets.Classifier` (linear stem, depth net, linear
 readout) on a batch of ``BATCH`` synthetic samples; the depth nets use MLP blocks
 ``W_2 tanh(W_1 x + b_1) + b_2`` of width ``WIDTH``. At each depth ``L``:
 
 - ``resnet``: ``L`` untied residual blocks (backprop stores every block's activations);
 - ``deq_implicit``: a DEQ ``z* = x + f(z*)`` with Anderson, ``max_steps = L``, implicit
-  backward (:class:`experiments._models.DEQNet`);
+  backward (:class:`terrain_jax.nets.DEQNet`);
 - ``deq_unroll``: the same DEQ differentiated by backprop through its ``L`` unrolled
   iterations (the control);
 - ``ode_backsolve``: a tied field, ``L`` fixed RK4 steps, continuous adjoint
-  (:class:`experiments._models.AdjointODENet`, Chen et al.'s backward solve of state and
+  (:class:`terrain_jax.nets.AdjointODENet`, Chen et al.'s backward solve of state and
   adjoint, :func:`terrain_jax.node.adjoint_solve`; the same backward solve whose
   NFE ``chen_table`` reports);
 - ``ode_backprop``: the same solve, backprop through the stored steps (the control:
@@ -34,19 +34,13 @@ import numpy as np
 import optax
 
 from terrain_jax import ODEBlock, ResidualNet
+from terrain_jax.analysis import linear_fit
 from terrain_jax.fields import MLPField
+from terrain_jax.nets import AdjointODENet, Classifier, DEQNet, ODENet
 from terrain_jax.plotting import STYLE, figure
+from terrain_jax.train import ce_loss, compiled_memory, make_step
 
 from ._common import claim
-from ._models import (
-    AdjointODENet,
-    Classifier,
-    DEQNet,
-    ODENet,
-    ce_loss,
-    step_temp_bytes,
-    train_step_fn,
-)
 
 NAME = "memory_depth"
 TITLE = "Training memory vs depth: explicit ResNet, DEQ and adjoint ODE"
@@ -105,11 +99,11 @@ def _temp_bytes(family: str, depth: int, cfg: dict, key) -> int:
         opt_state = opt.init(params)
     xb = jax.random.normal(k_x, (cfg["batch"], FEATURES))
     yb = jnp.zeros((cfg["batch"],), jnp.int32)
-    return step_temp_bytes(train_step_fn(ce_loss, opt, static), params, opt_state, xb, yb)
+    return compiled_memory(make_step(ce_loss, opt, static), params, opt_state, xb, yb)
 
 
 def _slopes(depths: np.ndarray, mem: np.ndarray) -> dict:
-    bytes_per_layer, _ = np.polyfit(depths, mem, 1)
+    bytes_per_layer = linear_fit(depths, mem).slope
     exponent = np.log(mem[-1] / mem[-2]) / np.log(depths[-1] / depths[-2])
     return {
         "bytes_per_layer": round(float(bytes_per_layer), 2) + 0.0,  # drop fit round-off

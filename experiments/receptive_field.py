@@ -17,11 +17,12 @@ against ``L``. Nothing is trained: this is the geometry the architectures start 
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import matplotlib.patches as mpatches
 import numpy as np
 
 from terrain_jax import PlainNet, ResidualNet
+from terrain_jax.analysis import loglog_slope
+from terrain_jax.nets import effective_receptive_field
 from terrain_jax.plotting import COLORS, figure
 
 from ._common import claim
@@ -35,14 +36,8 @@ KERNEL = 3
 
 def _erf(net, size: int, samples: int, key) -> np.ndarray:
     """Mean ``|∂ Σ_c y[c, centre] / ∂x|`` over random inputs, summed over input channels."""
-    c = size // 2
-
-    def centre(x):
-        return jnp.sum(net(x[None])[0, :, c, c])
-
     xs = jax.random.normal(key, (samples, CHANNELS, size, size))
-    grads = jax.vmap(jax.grad(centre))(xs)
-    return np.asarray(jnp.mean(jnp.sum(jnp.abs(grads), axis=1), axis=0))
+    return np.asarray(effective_receptive_field(net, xs))
 
 
 def _width(erf: np.ndarray) -> float:
@@ -84,7 +79,7 @@ def run(seed: int, quick: bool) -> dict:
             widths[name].append(_width(e))
             centre[name].append(_centre_fraction(e, 2))
     L = np.array(depths, dtype=float)
-    slope = {k: float(np.polyfit(np.log(L), np.log(widths[k]), 1)[0]) for k in widths}
+    slope = {k: loglog_slope(L, np.asarray(widths[k])) for k in widths}
     theoretical = [2.0 * d * (KERNEL // 2) for d in depths]  # radius of the theoretical RF
     ratio_deepest = {k: widths[k][-1] / theoretical[-1] for k in widths}
 

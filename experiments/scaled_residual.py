@@ -31,16 +31,11 @@ import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 
 from terrain_jax import ScaledResidualNet
-from terrain_jax.nets import make_blocks
+from terrain_jax.analysis import log_linear_rate
+from terrain_jax.fields import lipschitz_lower_bound, lipschitz_upper_bound
+from terrain_jax.linalg import condition_number
+from terrain_jax.nets import block_field_jacobian, layer_gradient_norms, layer_jacobian, make_blocks
 from terrain_jax.plotting import figure
-from terrain_jax.spectra import (
-    block_field_jacobian,
-    condition_number,
-    layer_gradient_norms,
-    layer_jacobian,
-    lipschitz_lower_bound,
-    lipschitz_upper_bound,
-)
 
 from ._common import claim
 
@@ -56,6 +51,9 @@ TOL = 1e-5  # float32 round-off allowance on "norm ≤ 1"
 E2E_BATCH = 32
 EXPLODE = 1e3  # "explodes": ‖∂L/∂x_0‖/‖∂L/∂x_L‖ above this at depth L
 VANISH = 1e-3  # "vanishes": below this
+# rates fit only norms finite and above this: ``layer_gradient_norms`` squares float32
+# entries, so its norms read 0 below ~1e-17 and ``inf`` above ~1e19
+NORM_FLOOR = 1e-15
 
 
 def _with_biases(blocks, key):
@@ -206,7 +204,9 @@ def run(seed: int, quick: bool) -> dict:
     prof, xnorm = np.asarray(prof), np.asarray(xnorm)
     ratio = prof[:, 0] / prof[:, -1]
     max_ratio = np.max(prof / prof[:, -1:], axis=1)
-    rates = np.array([_rate(p) for p in prof])
+    # fitted d ln‖∂L/∂x_k‖ / d(L − k), per (β, c)
+    n_back = np.arange(prof.shape[-1], dtype=float)[::-1]
+    rates = np.array([log_linear_rate(n_back, p, floor=NORM_FLOOR).rate for p in prof])
     first_growth = []  # per β: smallest c whose fitted per-layer rate is positive
     for r in rates.reshape(B.shape):
         pos = np.nonzero(r > 0)[0]
@@ -264,17 +264,6 @@ def run(seed: int, quick: bool) -> dict:
         "cond": cond,
     }
     return {"metrics": metrics, "claims": claims, "arrays": arrays}
-
-
-def _rate(s: np.ndarray) -> float:
-    """Fitted ``d ln‖∂L/∂x_k‖ / d(L − k)`` over the layers whose norm is finite and above
-    1e-15 (``layer_gradient_norms`` squares float32 entries, so its norms read 0 below
-    ~1e-17 and ``inf`` above ~1e19)."""
-    n = np.arange(s.size, dtype=float)[::-1]
-    ok = np.isfinite(s) & (s > 1e-15)
-    if ok.sum() < 3:
-        return float("nan")
-    return float(np.polyfit(n[ok], np.log(s[ok]), 1)[0])
 
 
 def _claims(m, B, C, ratio, max_ratio) -> list:

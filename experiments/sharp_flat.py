@@ -36,14 +36,11 @@ from jaxtyping import Array, PRNGKeyArray
 from matplotlib.ticker import NullFormatter
 from scipy.stats import spearmanr
 
+from terrain_jax.curvature import hessian_operator, hessian_top_eigenvalues
 from terrain_jax.data import digits
+from terrain_jax.linalg import hutchinson_trace, spectral_density
+from terrain_jax.nets import rescale_relu_layer
 from terrain_jax.plotting import figure
-from terrain_jax.spectra import (
-    hessian_operator,
-    hessian_top_eigenvalues,
-    hutchinson_trace,
-    spectral_density,
-)
 from terrain_jax.train import accuracy, cross_entropy, fit
 
 from ._common import claim
@@ -70,17 +67,6 @@ def _apply(model: eqx.nn.MLP, xb: Array) -> Array:
 
 
 _train_loss = eqx.filter_jit(_loss)
-
-
-def _rescale(model: eqx.nn.MLP, alpha: float) -> eqx.nn.MLP:
-    """Dinh et al.'s function-preserving move: first layer ×α, second layer's weight ÷α
-    (ReLU is positively homogeneous, so every hidden unit's output is unchanged)."""
-    l0, l1 = model.layers[0], model.layers[1]
-    return eqx.tree_at(
-        lambda m: (m.layers[0].weight, m.layers[0].bias, m.layers[1].weight),
-        model,
-        (alpha * l0.weight, alpha * l0.bias, l1.weight / alpha),
-    )
 
 
 @eqx.filter_jit
@@ -196,7 +182,7 @@ def run(seed: int, quick: bool) -> dict:
     flat = min(minima, key=lambda r: r["lambda_max"])
     sharp = max(minima, key=lambda r: r["lambda_max"])
     m_flat = models[(flat["config"], flat["seed"])]
-    m_resc = _rescale(m_flat, ALPHA)
+    m_resc = rescale_relu_layer(m_flat, ALPHA)
     xte = jnp.asarray(data.x_test)
     logits, logits_r = _apply(m_flat, xte), _apply(m_resc, xte)
     logit_change = float(jnp.max(jnp.abs(logits - logits_r)) / jnp.max(jnp.abs(logits)))

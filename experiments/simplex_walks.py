@@ -43,6 +43,7 @@ from matplotlib.ticker import NullFormatter
 from matplotlib.tri import Triangulation
 
 from terrain_jax import walk, walk_many
+from terrain_jax.analysis import steps_to_tolerance
 from terrain_jax.geometry import kl
 from terrain_jax.plotting import figure
 
@@ -170,15 +171,6 @@ def _measure_thresholds(
     return jnp.where(good, jnp.exp(a), jnp.nan), good
 
 
-def _reach_step(values: np.ndarray, tol: float, finite: np.ndarray) -> np.ndarray:
-    """First step from which ``values`` stay below ``tol`` (``inf`` if never / diverged)."""
-    v = np.where(np.isfinite(values), values, np.inf)
-    suffix = np.maximum.accumulate(v[..., ::-1], axis=-1)[..., ::-1]
-    below = suffix < tol
-    k = np.where(below.any(-1), below.argmax(-1), -1).astype(np.float64)
-    return np.where((k >= 0) & finite, k, np.inf)
-
-
 def _paths(quick: bool, metrics: dict, arrays: dict) -> dict:
     """Walks from the uniform start over an η grid: steps to target, boundary hits."""
     steps = 150 if quick else 600
@@ -199,8 +191,9 @@ def _paths(quick: bool, metrics: dict, arrays: dict) -> dict:
             )
             dist = np.linalg.norm(P - np.asarray(TARGET), axis=-1)
             kls = np.asarray(jax.vmap(lambda q: kl(t, q))(path.positions[:, 0]))
-            k_dist = _reach_step(dist, DIST_TOL, finite)
-            k_kl = _reach_step(kls, KL_TOL, finite)
+            # first step from which each stays below its tolerance (inf: never, or diverged)
+            k_dist = np.where(finite, steps_to_tolerance(dist, DIST_TOL), np.inf)
+            k_kl = np.where(finite, steps_to_tolerance(kls, KL_TOL), np.inf)
             pos_ok = np.all(np.isfinite(P), (-2, -1))
             min_p = np.where(pos_ok, np.nanmin(P, axis=(-2, -1)), np.nan)
             boundary = pos_ok & (min_p <= 0)  # on KL(t‖p) such a walk has infinite loss

@@ -47,15 +47,21 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-import optax
 from jax.flatten_util import ravel_pytree
 
+from terrain_jax.analysis import loglog_slope
 from terrain_jax.bench import time_jitted
-from terrain_jax.fields import MLPField
-from terrain_jax.integrate import Trajectory, integrate
+from terrain_jax.fields import MLPField, VanDerPolField
+from terrain_jax.ode import (
+    RESULTS,
+    Trajectory,
+    count_calls,
+    integrate,
+    max_stable_step,
+    real_stability_interval,
+)
 from terrain_jax.plotting import COLORS, STYLE, figure
-from terrain_jax.stability import max_stable_step, real_stability_interval
-from terrain_jax.train import fit
+from terrain_jax.train import adam_cosine, fit
 
 from ._common import claim
 
@@ -93,31 +99,9 @@ STIFF_CHECKPOINT = 25.0  # checkpoints whose |λ_fast|·t1 exceeds this count as
 
 
 def _vdp(t: Any, y: jax.Array, mu: jax.Array) -> jax.Array:
-    return jnp.stack([y[1], mu * (1.0 - y[0] ** 2) * y[1] - y[0]])
-
-
-def _vdp_jacobian(y: jax.Array, mu: float) -> np.ndarray:
-    """Jacobians of the Van der Pol field at states ``y`` of shape ``(n, 2)``."""
-    y = np.asarray(y)
-    J = np.zeros((len(y), 2, 2))
-    J[:, 0, 1] = 1.0
-    J[:, 1, 0] = -2.0 * mu * y[:, 0] * y[:, 1] - 1.0
-    J[:, 1, 1] = mu * (1.0 - y[:, 0] ** 2)
-    return J
-
-
-def _counting(field: Callable) -> tuple[Callable, list[int]]:
-    """``field`` wrapped so every run-time call increments a counter (via a callback)."""
-    count = [0]
-
-    def bump(_):
-        count[0] += 1
-
-    def counted(t, y, args):
-        jax.debug.callback(bump, y)
-        return field(t, y, args)
-
-    return counted, count
+    """The library's Van der Pol field, μ passed as the solve's ``args`` (one compiled
+    program serves every call)."""
+    return VanDerPolField(mu)(t, y)
 
 
 def _vdp_part(cfg: dict) -> tuple[dict, dict]:
@@ -126,6 +110,7 @@ def _vdp_part(cfg: dict) -> tuple[dict, dict]:
     r = -real_stability_interval("tsit5")[0]
     metrics["tsit5_real_stability_interval"] = r
     n = cfg["n_grid"]
+    vdp_jacobian = VanDerPolField(cfg["mu"]).jacobian  # closed form, on float64 states below
     with jax.enable_x64(True):
         y0 = jnp.array([2.0, 0.0])
         mu = jnp.asarray(cfg["mu"])
@@ -151,7 +136,7 @@ def _vdp_part(cfg: dict) -> tuple[dict, dict]:
         metrics["vdp_reference_steps"] = int(ref.num_steps)
         arrays["vdp_grid"] = np.asarray(grid)
         arrays["vdp_ref_ys"] = y_ref
-        lam_ref = np.linalg.eigvals(_vdp_jacobian(y_ref, cfg["mu"]))
+        lam_ref = np.linalg.eigvals(vdp_jacobian(y_ref))
         # Tsit5's stability bound along the reference: only decaying modes constrain h
         arrays["vdp_tsit5_h_bound"] = np.array(
             [max_stable_step("tsit5", row[row.real < 0]) for row in lam_ref]
@@ -162,7 +147,7 @@ def _vdp_part(cfg: dict) -> tuple[dict, dict]:
             stride = cfg["tsit5_stride"] if s == "tsit5" else 1
             # every accepted step (every `stride`-th for Tsit5, whose NFE formula is exact);
             # Kvaerno5's field calls counted at run time, Newton iterations included
-            field, count = (_vdp, None) if s == "tsit5" else _counting(_vdp)
+            field, count = (_vdp, None) if s == "tsit5" else count_calls(_vdp)
             tr: Trajectory = jax.jit(
                 solve(field, s, cfg["tol"], max_steps, dfx.SaveAt(steps=stride))
             )(y0, mu)
@@ -180,7 +165,7 @@ def _vdp_part(cfg: dict) -> tuple[dict, dict]:
             err_all = np.abs(ys[pick] - y_at)
             err = err_all.max(axis=0)
             # on the slow phases only (Re λ below −μ): errors at the jumps are phase errors
-            lam_pick = np.linalg.eigvals(_vdp_jacobian(ys[pick], cfg["mu"])).real.min(axis=1)
+            lam_pick = np.linalg.eigvals(vdp_jacobian(ys[pick])).real.min(axis=1)
             slow = lam_pick < -cfg["mu"]
             err_slow = err_all[slow].max(axis=0) if slow.any() else np.full(2, np.nan)
             p = f"vdp_mu{cfg['mu']:g}_{s}"
@@ -190,11 +175,9 @@ def _vdp_part(cfg: dict) -> tuple[dict, dict]:
             metrics[f"{p}_accepted_steps"] = int(tr.num_accepted)
             metrics[f"{p}_rejected_fraction"] = 1.0 - int(tr.num_accepted) / int(tr.num_steps)
             metrics[f"{p}_nfe_stages"] = int(tr.nfe)
-            metrics[f"{p}_field_calls"] = int(tr.nfe) if count is None else count[0]
+            metrics[f"{p}_field_calls"] = int(tr.nfe) if count is None else count.evals
             # with a save stride the last saved step can fall short of t1 on a success
-            metrics[f"{p}_fraction_of_span_reached"] = (
-                1.0 if int(tr.status) == 0 else t_reached / t1
-            )
+            metrics[f"{p}_fraction_of_span_reached"] = 1.0 if bool(tr.ok) else t_reached / t1
             metrics[f"{p}_max_abs_err_y1"] = float(err[0])
             metrics[f"{p}_max_abs_err_y2"] = float(err[1])
             metrics[f"{p}_max_abs_err_y1_slow_phases"] = float(err_slow[0])
@@ -206,7 +189,7 @@ def _vdp_part(cfg: dict) -> tuple[dict, dict]:
             # step sizes (mean over each stride of accepted steps), and h·|λ|/r at the
             # solver's own states on the stiff slow phases (Re λ below −μ)
             h = np.diff(ts) / stride
-            lam = np.linalg.eigvals(_vdp_jacobian(ys[1:], cfg["mu"])).real.min(axis=1)
+            lam = np.linalg.eigvals(vdp_jacobian(ys[1:])).real.min(axis=1)
             stiff = lam < -cfg["mu"]
             ratio = h[stiff] * np.abs(lam[stiff]) / r
             metrics[f"{p}_median_h_lambda_over_r_stiff_phase"] = (
@@ -268,9 +251,6 @@ def _node_part(cfg: dict, seed: int) -> tuple[dict, dict]:
     flat0, unravel = ravel_pytree(params)
     loss = _segment_loss(cfg)
     xj, yj = jnp.asarray(x), jnp.asarray(y)
-    sched = optax.warmup_cosine_decay_schedule(
-        0.0, cfg["lr"], max(1, cfg["steps"] // 20), cfg["steps"], cfg["lr"] * 0.01
-    )
 
     def eval_fn(m):
         return {
@@ -278,8 +258,9 @@ def _node_part(cfg: dict, seed: int) -> tuple[dict, dict]:
             "train_loss": loss(m, xj, yj),
         }
 
+    opt = adam_cosine(cfg["lr"], cfg["steps"])
     _, hist = fit(
-        field, loss, optax.adam(sched), x, y, steps=cfg["steps"], batch_size=cfg["batch"],
+        field, loss, opt, x, y, steps=cfg["steps"], batch_size=cfg["batch"],
         key=k_fit, eval_every=cfg["every"], eval_fn=eval_fn,
     )  # fmt: skip
     ckpt_steps = np.concatenate([[0], hist["eval_step"]])
@@ -305,7 +286,7 @@ def _node_part(cfg: dict, seed: int) -> tuple[dict, dict]:
     calls = np.zeros((len(SOLVERS), n_ck, n_test))
     stages = np.zeros((len(SOLVERS), n_ck, n_test))
     steps_ = np.zeros((len(SOLVERS), n_ck, n_test))
-    status = np.zeros((len(SOLVERS), n_ck, n_test), dtype=np.int64)
+    failed = np.zeros((len(SOLVERS), n_ck, n_test), dtype=bool)
     err = np.zeros((len(SOLVERS), n_ck))
     lam_fast = np.zeros((n_ck, 3))  # 10 / 50 / 90th percentile over states, most negative Re λ
     lam_slow = np.zeros((n_ck, 3))  # same for the least negative Re λ
@@ -325,7 +306,7 @@ def _node_part(cfg: dict, seed: int) -> tuple[dict, dict]:
         solvers = {}
         counters = {}
         for s in SOLVERS:
-            counted, counters[s] = _counting(_apply)
+            counted, counters[s] = count_calls(_apply)
 
             def go(fld, y0, s=s, counted=counted):
                 return integrate(
@@ -344,14 +325,14 @@ def _node_part(cfg: dict, seed: int) -> tuple[dict, dict]:
             for i, s in enumerate(SOLVERS):
                 ends = []
                 for j in range(n_test):
-                    counters[s][0] = 0
+                    counters[s].reset()
                     tr = solvers[s](fld, jnp.asarray(y_test[j]))
                     jax.block_until_ready(tr)
                     jax.effects_barrier()
-                    calls[i, c, j] = counters[s][0]
+                    calls[i, c, j] = counters[s].evals
                     stages[i, c, j] = int(tr.nfe)
                     steps_[i, c, j] = int(tr.num_steps)
-                    status[i, c, j] = int(tr.status)
+                    failed[i, c, j] = not bool(tr.ok)
                     ends.append(np.asarray(tr.y1))
                 err[i, c] = float(np.abs(np.stack(ends) - y_end_exact).max())
 
@@ -371,7 +352,7 @@ def _node_part(cfg: dict, seed: int) -> tuple[dict, dict]:
         metrics[f"node_{s}_field_calls_mean"] = calls[i].mean(axis=1)
         metrics[f"node_{s}_nfe_stages_mean"] = stages[i].mean(axis=1)
         metrics[f"node_{s}_steps_mean"] = steps_[i].mean(axis=1)
-        metrics[f"node_{s}_failed_solves"] = int(np.sum(status[i] != 0))
+        metrics[f"node_{s}_failed_solves"] = int(np.sum(failed[i]))
         metrics[f"node_{s}_max_abs_err_at_t1"] = err[i]
     arrays = {
         "node_steps": ckpt_steps,
@@ -416,7 +397,7 @@ def _vdp_claim(m: dict, cfg: dict) -> dict:
     p = f"vdp_mu{cfg['mu']:g}"
     t, k = f"{p}_tsit5", f"{p}_kvaerno5"
     step_ratio = m[f"{t}_steps"] / m[f"{k}_steps"]
-    hit_max = m[f"{t}_status"] == 1
+    hit_max = m[f"{t}_status_message"] == RESULTS[RESULTS.max_steps_reached]
     hug = m[f"{t}_median_h_lambda_over_r_stiff_phase"]
     hugs = bool(HUG_BAND[0] <= hug <= HUG_BAND[1])
     if step_ratio >= STEP_RATIO_MIN and hugs:
@@ -462,17 +443,11 @@ def _stiff_mask(m: dict, cfg: dict) -> np.ndarray:
     return np.abs(np.asarray(m["node_lambda_fast_median"])) * cfg["t1"] >= STIFF_CHECKPOINT
 
 
-def _slope(x: np.ndarray, y: np.ndarray) -> float:
-    if x.size < 2:
-        return float("nan")
-    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
-
-
 def _node_slopes(m: dict, cfg: dict) -> dict:
     stiff = _stiff_mask(m, cfg)
     lam = np.abs(np.asarray(m["node_lambda_fast_median"]))[stiff]
     return {
-        f"node_{s}_nfe_vs_lambda_loglog_slope": _slope(
+        f"node_{s}_nfe_vs_lambda_loglog_slope": loglog_slope(
             lam, np.asarray(m[f"node_{s}_field_calls_mean"])[stiff]
         )
         for s in SOLVERS

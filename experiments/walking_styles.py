@@ -6,7 +6,7 @@ closest to the minimum within 80 steps". One hand-picked run at hand-picked lear
 says little, so every :data:`terrain_jax.WALKING_STYLES` style is run
 
 - on the book's protocol: 80 steps from ``START = (−1.5, 2)``, at the style's default
-  learning rate (the factory default in :mod:`terrain_jax.walking`) and at its best rate on
+  learning rate (the factory default in :mod:`terrain_jax.optim`) and at its best rate on
   a log grid ``1e-4 … 1``;
 - from 1,000 seeded uniform starts in the terrain's domain × the same grid, in one
   :func:`terrain_jax.walk_many` call per style: per style the rate minimising the median
@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from terrain_jax import WALKING_STYLES, get_terrain, walk_many
+from terrain_jax.analysis import linear_fit, steps_to_tolerance
 from terrain_jax.plotting import figure
 
 from ._common import claim
@@ -84,30 +85,9 @@ def _uniform(key: jax.Array, n: int, domain) -> jax.Array:
     return jax.random.uniform(key, (n, len(domain)), minval=lo, maxval=hi)
 
 
-def _settle_step(losses: np.ndarray, tol: float) -> np.ndarray:
-    """First step after which the loss stays below ``tol`` (``inf`` if it never does)."""
-    above = ~(np.isfinite(losses) & (losses < tol))
-    n = losses.shape[-1]
-    last = n - 1 - np.argmax(above[..., ::-1], axis=-1)  # last index still above
-    step = np.where(above.any(axis=-1), last + 1, 0).astype(float)
-    return np.where(step > n - 1, np.inf, step)
-
-
-def _first_true(mask: np.ndarray) -> np.ndarray:
-    """Index of the first ``True`` along the last axis (``inf`` where there is none)."""
-    return np.where(mask.any(axis=-1), np.argmax(mask, axis=-1), np.inf).astype(float)
-
-
 def _best(primary: np.ndarray, secondary: np.ndarray) -> int:
     """Index minimising ``primary``, ties (e.g. all ``inf``) broken by ``secondary``."""
     return int(np.lexsort((np.nan_to_num(secondary, nan=np.inf), primary))[0])
-
-
-def _slope(x: np.ndarray, y: np.ndarray) -> float:
-    """Least-squares slope of ``y`` on ``x`` (NaN unless every ``y`` is finite)."""
-    if not np.all(np.isfinite(y)):
-        return float("nan")
-    return float(np.polyfit(x, y, 1)[0])
 
 
 def _growth_rate(style: str, lr: float, beta: float = 0.9) -> float:
@@ -287,7 +267,7 @@ def _ravine(styles, lrs, n_starts, steps, key, metrics, arrays) -> None:
     for s in styles:
         path = walk_many(terrain, s, x0s, steps, hyper_grid={"learning_rate": lrs})
         losses = np.asarray(path.losses)  # (G, starts, steps + 1)
-        hit = _settle_step(losses, RAVINE_TOL)
+        hit = steps_to_tolerance(losses, RAVINE_TOL)
         med = np.median(hit, axis=1)
         with np.errstate(invalid="ignore"):
             final = np.median(np.where(np.isfinite(losses[..., -1]), losses[..., -1], np.inf), 1)
@@ -307,7 +287,7 @@ def _ravine(styles, lrs, n_starts, steps, key, metrics, arrays) -> None:
                 r1 = (1 - lrs_np)[:, None, None] ** (2 * k)
                 r2 = (1 - lrs_np * KAPPA)[:, None, None] ** (2 * k)
                 pred_loss = 0.5 * (x0[None, :, :1] ** 2 * r1 + KAPPA * x0[None, :, 1:] ** 2 * r2)
-            pred = _settle_step(pred_loss, RAVINE_TOL)
+            pred = steps_to_tolerance(pred_loss, RAVINE_TOL)
             both = np.isfinite(pred) & np.isfinite(hit)
             same = (np.isfinite(pred) == np.isfinite(hit)) & np.where(
                 both,
@@ -334,13 +314,15 @@ def _saddle(styles, lrs, offsets, steps, metrics, arrays) -> dict:
     esc = {}
     for s in styles:
         path = walk_many(terrain, s, x0s, steps, hyper_grid={"learning_rate": lrs})
-        th2 = np.asarray(path.positions)[..., 1]  # (G, offsets, steps + 1)
-        esc[s] = _first_true(~(np.abs(th2) <= ESCAPE))
+        # (G, offsets): the first step with |θ2| > ESCAPE
+        esc[s] = path.first_exit(lambda x: np.abs(x[..., 1]) <= ESCAPE)
         for tag, lr in (("default", default_lr(s)), ("common", COMMON_LR)):
             g = _lr_index(lrs_np, lr)
             metrics[f"saddle_{s}_{tag}_lr_escape_steps_eps_max"] = float(esc[s][g, 0])
             metrics[f"saddle_{s}_{tag}_lr_escape_steps_eps_min"] = float(esc[s][g, -1])
-            metrics[f"saddle_{s}_{tag}_lr_slope_steps_per_ln_inv_eps"] = _slope(logs, esc[s][g])
+            metrics[f"saddle_{s}_{tag}_lr_slope_steps_per_ln_inv_eps"] = linear_fit(
+                logs, esc[s][g]
+            ).slope  # NaN unless every offset escaped
         arrays[f"saddle_{s}_escape_steps"] = esc[s]
     arrays["saddle_offsets"] = np.asarray(offsets)
     arrays["saddle_lrs"] = lrs_np
@@ -367,7 +349,7 @@ def _saddle(styles, lrs, offsets, steps, metrics, arrays) -> dict:
         for g, lr in enumerate(lrs_np):
             pred_slope = 1.0 / np.log(_growth_rate(s, float(lr)))
             if np.all(np.isfinite(esc[s][g])):  # every offset escaped within the budget
-                miss = abs(_slope(logs, esc[s][g]) - pred_slope)
+                miss = abs(linear_fit(logs, esc[s][g]).slope - pred_slope)
                 err.append(miss * span)
                 rel.append(miss / pred_slope)
         if err:

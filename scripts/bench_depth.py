@@ -32,7 +32,7 @@ import numpy as np
 
 from terrain_jax import ResidualNet
 from terrain_jax.bench import Timing, bench_row, machine_info, time_jitted
-from terrain_jax.spectra import layer_gradient_norms
+from terrain_jax.nets import layer_gradient_norms
 
 DEPTH, WIDTH, HIDDEN, BATCH = 1000, 64, 128, 64
 COMPILE_DEPTHS = (10, 100, 1000)

@@ -67,9 +67,9 @@ from jax.flatten_util import ravel_pytree  # noqa: E402
 from jaxtyping import Array  # noqa: E402
 
 from terrain_jax.bench import Timing, bench_row, machine_info, time_calls, time_jitted  # noqa: E402
+from terrain_jax.curvature import hessian_operator, hessian_top_eigenvalues
 from terrain_jax.data import digits  # noqa: E402
 from terrain_jax.landscape import random_directions, surface_2d  # noqa: E402
-from terrain_jax.spectra import hessian_operator, hessian_top_eigenvalues  # noqa: E402
 from terrain_jax.train import cross_entropy, fit  # noqa: E402
 
 GRID, SPAN, REF_BATCH, LANCZOS_ITERS, TOP_K, SMALL_BATCH = 51, 1.0, 128, 90, 5, 128

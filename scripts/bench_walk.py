@@ -37,8 +37,8 @@ import optax
 from jaxtyping import Array
 
 from terrain_jax.bench import Timing, bench_row, machine_info, time_calls, time_jitted
+from terrain_jax.optim import get_style, walk, walk_many
 from terrain_jax.terrains import get_terrain
-from terrain_jax.walking import get_style, walk, walk_many
 
 STARTS, STEPS, LR, TERRAIN = 10_000, 500, 0.01, "rosenbrock"
 GOAL = "speedup >= 100"

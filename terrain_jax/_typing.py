@@ -3,11 +3,13 @@
 from collections.abc import Callable
 from typing import TypeAlias
 
+from jax.typing import DTypeLike
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, PyTree, Real
 
 __all__ = [
     "Args",
     "Batch",
+    "DType",
     "Index",
     "Key",
     "Params",
@@ -18,12 +20,14 @@ __all__ = [
     "VectorField",
 ]
 
-State: TypeAlias = PyTree[Array]
-"""A dynamical state: any pytree of arrays (one array in most fields)."""
-Params: TypeAlias = PyTree[Array]
-"""Parameters of a model or a loss: any pytree (an ``eqx.Module`` included)."""
-Batch: TypeAlias = PyTree[Array]
+State: TypeAlias = PyTree
+"""A dynamical state: a pytree of arrays (one array in most fields)."""
+Params: TypeAlias = PyTree
+"""Parameters of a model or a loss: any pytree, an ``eqx.Module`` included (its non-array
+leaves, such as activation functions, ride along undifferentiated)."""
+Batch: TypeAlias = PyTree
 """A batch of data: a pytree of arrays sharing a leading example axis."""
+DType: TypeAlias = DTypeLike
 Key: TypeAlias = PRNGKeyArray
 Scalar: TypeAlias = Float[Array, ""]
 ScalarLike: TypeAlias = float | Real[ArrayLike, ""]

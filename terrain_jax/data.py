@@ -35,6 +35,8 @@ __all__ = [
     "cache_dir",
     "batch_indices",
     "batches",
+    "num_examples",
+    "split_batches",
 ]
 
 
@@ -314,7 +316,7 @@ def batches(
         yield x[sel], y[sel]
 
 
-def _num_examples(data: Any) -> int:
+def num_examples(data: Any) -> int:
     """The common leading (example) axis of every array in ``data``; refuses none or several."""
     sizes = {jnp.shape(leaf)[0] for leaf in jtu.tree_leaves(data)}
     if len(sizes) != 1 or 0 in sizes:
@@ -325,11 +327,11 @@ def _num_examples(data: Any) -> int:
     return sizes.pop()
 
 
-def _split_batches(data: Any, batch_size: int | None) -> tuple[Any, Any, int, int, int]:
+def split_batches(data: Any, batch_size: int | None) -> tuple[Any, Any, int, int, int]:
     """``(full, rest, n, batch, n_rest)``: contiguous full batches of ``data`` stacked on a
     leading axis, and the ragged remainder (``None`` when ``batch`` divides ``n``); for
     exact dataset means, ``(batch · Σ full-batch means + n_rest · rest mean) / n``."""
-    n = _num_examples(data)
+    n = num_examples(data)
     bs = n if batch_size is None else min(int(batch_size), n)
     n_full = n // bs
     full = jtu.tree_map(lambda a: a[: n_full * bs].reshape((n_full, bs) + a.shape[1:]), data)

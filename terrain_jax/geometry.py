@@ -1,27 +1,26 @@
-"""Information geometry of the probability simplex: divergences, metrics, walking styles.
+"""Information geometry of the probability simplex: divergences, metrics, projection.
 
 The book (Vol. II, ch. 5) says KL is the Bregman divergence of negative entropy, that the
 Fisher metric is KL's local quadratic form, and that mirror descent walks the simplex.
 This module makes each statement computable:
 
 - divergences: :func:`bregman` (of any convex ``F``, via ``jax.grad``), :func:`entropy`,
-  :func:`neg_entropy`, :func:`kl` (categorical), :func:`kl_gaussian` (diagonal Gaussians);
+  :func:`neg_entropy`, :func:`kl` (categorical), :func:`kl_gaussian` (diagonal Gaussians),
+  :func:`kl_monte_carlo` (any two densities, from samples);
 - metrics: :func:`fisher_categorical` (softmax logits, ``diag(p) − ppᵀ``) and
   :func:`fisher_simplex` (simplex coordinates, ``diag(1/p)`` on the tangent space);
-- :func:`project_simplex`: the Euclidean projection onto the simplex (Duchi et al. 2008);
-- walking styles as ``optax.GradientTransformation``: :func:`mirror_descent`
-  (exponentiated gradient), :func:`projected_gd` and :func:`natural_gradient`.
+- :func:`project_simplex`: the Euclidean projection onto the simplex (Duchi et al. 2008).
+
+The walking styles of this geometry (mirror descent, projected GD, natural gradient) live
+in :mod:`terrain_jax.optim`.
 
 Probability vectors live on the last axis; leading axes are batch axes.
 """
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
-from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Float
 
 __all__ = [
@@ -30,12 +29,10 @@ __all__ = [
     "neg_entropy",
     "kl",
     "kl_gaussian",
+    "kl_monte_carlo",
     "fisher_categorical",
     "fisher_simplex",
     "project_simplex",
-    "mirror_descent",
-    "projected_gd",
-    "natural_gradient",
 ]
 
 
@@ -103,6 +100,25 @@ def kl_gaussian(
     return jnp.sum(terms)
 
 
+def kl_monte_carlo(
+    log_p: Callable[[Array], Array],
+    log_q: Callable[[Array], Array],
+    samples: Float[Array, "n ..."],
+) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    """Monte Carlo ``KL(p‖q) = E_p[log p(x) − log q(x)]`` and its standard error.
+
+    ``samples`` are ``n ≥ 2`` draws from ``p`` along the leading axis; ``log_p`` and
+    ``log_q`` map one sample to its log density (normalised, or both off by the same
+    constant) and are ``vmap``-ed over them. Returns the sample mean of the log ratio and
+    ``std(ddof=1)/√n``, for when no closed form (:func:`kl_gaussian`, :func:`kl`) exists.
+    """
+    n = samples.shape[0]
+    if n < 2:
+        raise ValueError(f"kl_monte_carlo: needs at least 2 samples, got {n}.")
+    r = jax.vmap(log_p)(samples) - jax.vmap(log_q)(samples)
+    return jnp.mean(r), jnp.std(r, ddof=1) / jnp.sqrt(n)
+
+
 # ----------------------------------------------------------------------------- metrics
 
 
@@ -147,103 +163,3 @@ def project_simplex(v: Float[Array, "... n"]) -> Float[Array, "... n"]:
     the function also composes with ``vmap``, ``jit`` and ``grad``.
     """
     return jnp.vectorize(_project_simplex_1d, signature="(n)->(n)")(v)
-
-
-# ----------------------------------------------------------------------------- walking styles
-
-
-def _need_params(params: Any, name: str) -> None:
-    if params is None:
-        raise ValueError(
-            f"{name} needs the current params: call `update(grads, state, params)` "
-            "(optax passes them as the third argument)."
-        )
-
-
-def mirror_descent(learning_rate: float | Array) -> optax.GradientTransformation:
-    """Mirror descent with the negative-entropy mirror map (exponentiated gradient).
-
-    Each leaf of ``params`` is a probability vector (last axis; strictly positive):
-    ``p ← p · exp(−η g) / Z``. The update returned is ``p_new − p`` so that
-    ``optax.apply_updates`` gives ``p_new``; iterates stay on the open simplex for any ``η``.
-    """
-
-    def init_fn(params: Any) -> optax.EmptyState:
-        del params
-        return optax.EmptyState()
-
-    def update_fn(updates: Any, state: optax.EmptyState, params: Any = None):
-        _need_params(params, "mirror_descent")
-
-        def step(g: Array, p: Array) -> Array:
-            p_new = jax.nn.softmax(jnp.log(p) - learning_rate * g, axis=-1)
-            return p_new - p
-
-        return jax.tree.map(step, updates, params), state
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
-def projected_gd(learning_rate: float | Array) -> optax.GradientTransformation:
-    """Projected gradient descent on the simplex: ``p ← Π(p − η g)`` (Euclidean projection).
-
-    Each leaf of ``params`` is a probability vector along its last axis. Unlike
-    :func:`mirror_descent`, iterates can land on the simplex boundary (zero entries).
-    """
-
-    def init_fn(params: Any) -> optax.EmptyState:
-        del params
-        return optax.EmptyState()
-
-    def update_fn(updates: Any, state: optax.EmptyState, params: Any = None):
-        _need_params(params, "projected_gd")
-
-        def step(g: Array, p: Array) -> Array:
-            return project_simplex(p - learning_rate * g) - p
-
-        return jax.tree.map(step, updates, params), state
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
-class NaturalGradientState(NamedTuple):
-    """Natural gradient keeps no state; the metric is recomputed at each step's params."""
-
-
-def natural_gradient(
-    learning_rate: float | Array,
-    metric_fn: Callable[[Any], Array],
-    damping: float = 0.0,
-) -> optax.GradientTransformation:
-    """Natural gradient descent: ``θ ← θ − η G(θ)⁺ g`` with ``G`` a metric at the params.
-
-    ``metric_fn(params)`` returns the ``(n, n)`` metric for the params flattened with
-    ``jax.flatten_util.ravel_pytree`` (for one vector: just that vector). ``G + damping·I``
-    is inverted with a Hermitian pseudo-inverse, so a singular metric is fine when the
-    gradient lies in its range. The categorical case: parametrise by logits ``θ`` with
-    ``p = softmax θ`` and pass ``lambda θ: fisher_categorical(jax.nn.softmax(θ))``; the
-    gradient of any ``L(softmax θ)`` sums to zero, i.e. it is orthogonal to the null vector
-    ``1`` of ``diag(p) − ppᵀ``, so the step is well defined. For ``L = KL(t ‖ softmax θ)``
-    the Fisher metric equals the Hessian at the optimum, so ``η = 1`` is a Newton step there.
-    """
-
-    def init_fn(params: Any) -> NaturalGradientState:
-        del params
-        return NaturalGradientState()
-
-    def update_fn(updates: Any, state: NaturalGradientState, params: Any = None):
-        _need_params(params, "natural_gradient")
-        flat_g, unravel = ravel_pytree(updates)
-        flat_p, _ = ravel_pytree(params)
-        G = metric_fn(params)
-        n = flat_p.shape[0]
-        if G.shape != (n, n):
-            raise ValueError(
-                f"metric_fn must return an ({n}, {n}) matrix for {n} flattened params; "
-                f"got shape {G.shape}."
-            )
-        G = G + damping * jnp.eye(n, dtype=G.dtype)
-        direction = jnp.linalg.pinv(G, hermitian=True) @ flat_g
-        return unravel(-learning_rate * direction), state
-
-    return optax.GradientTransformation(init_fn, update_fn)

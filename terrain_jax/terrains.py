@@ -11,10 +11,11 @@ deduplicated and classified by the Hessian's eigenvalues (tolerance ``1e-10`` on
 from collections.abc import Callable
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
+
+from .attractors import critical_points, start_grid  # Newton on ∇L; re-exported here
 
 __all__ = ["Terrain", "TERRAINS", "get_terrain", "critical_points"]
 
@@ -55,57 +56,6 @@ def _points(points: ArrayLike | list, dim: int = 2) -> Float[Array, "n dim"]:
     """Critical points as a default-dtype ``(n, dim)`` array (``(0, dim)`` when empty)."""
     arr = np.asarray(points, dtype=np.float64).reshape(-1, dim)
     return jnp.asarray(arr, dtype=jnp.zeros(()).dtype)
-
-
-def _grid(domain: Domain, n: int) -> np.ndarray:
-    axes = [np.linspace(lo, hi, n) for lo, hi in domain]
-    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(domain))
-
-
-def critical_points(
-    fn: Callable[[Array], Array],
-    starts: ArrayLike,
-    domain: Domain,
-    *,
-    iters: int = 60,
-    gtol: float = 1e-10,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Minima, saddles, maxima of ``fn`` reached by Newton on ``∇fn`` from ``starts``.
-
-    Runs in float64 (``jax.enable_x64``), vmapped over starts with a ``lax.fori_loop``;
-    keeps converged points (``‖∇fn‖ < gtol``) inside ``domain``, merges duplicates within
-    ``1e-6`` and classifies each by the signs of its Hessian eigenvalues. Returns float64
-    numpy arrays of shape ``(n, dim)``. Points with a near-singular Hessian are dropped.
-    """
-    with jax.enable_x64(True):
-        x0 = jnp.asarray(np.asarray(starts, dtype=np.float64))
-        grad, hess = jax.grad(fn), jax.hessian(fn)
-
-        def newton(x):
-            def step(_, x):
-                dx = jnp.linalg.solve(hess(x), grad(x))
-                return jnp.where(jnp.all(jnp.isfinite(dx)), x - dx, x)
-
-            x = jax.lax.fori_loop(0, iters, step, x)
-            return x, jnp.linalg.norm(grad(x)), jnp.linalg.eigvalsh(hess(x))
-
-        xs, gnorm, eigs = jax.jit(jax.vmap(newton))(x0)
-        xs, gnorm, eigs = np.asarray(xs), np.asarray(gnorm), np.asarray(eigs)
-    lo = np.array([d[0] for d in domain])
-    hi = np.array([d[1] for d in domain])
-    ok = (gnorm < gtol) & np.all((xs >= lo) & (xs <= hi), axis=1) & np.all(np.isfinite(xs), 1)
-    ok &= np.min(np.abs(eigs), axis=1) > 1e-8
-    kept: list[int] = []
-    for i in np.flatnonzero(ok):
-        if all(np.max(np.abs(xs[i] - xs[j])) > 1e-6 for j in kept):
-            kept.append(i)
-    xs, eigs = xs[kept].reshape(-1, len(domain)), eigs[kept].reshape(-1, len(domain))
-    order = np.lexsort(xs.T[::-1])
-    xs, eigs = xs[order], eigs[order]
-    minima = xs[np.all(eigs > 0, axis=1)]
-    maxima = xs[np.all(eigs < 0, axis=1)]
-    saddles = xs[(eigs.min(axis=1) < 0) & (eigs.max(axis=1) > 0)]
-    return minima, saddles, maxima
 
 
 # --- value functions (module level, so `Terrain.fn` is a stable static field) ---------------
@@ -215,7 +165,7 @@ def _rosenbrock_terrain(name: str, a: float | Array, b: float | Array) -> Terrai
 def beale() -> Terrain:
     """Beale's function: global minimum 0 at ``(3, 0.5)``; other critical points by Newton."""
     domain = ((-4.5, 4.5), (-4.5, 4.5))
-    minima, saddles, maxima = critical_points(_beale, _grid(domain, 41), domain)
+    minima, saddles, maxima = critical_points(_beale, start_grid(domain, 41), domain)
     return Terrain("beale", _beale, {}, domain, _points(minima), _points(saddles), _points(maxima))
 
 
@@ -225,7 +175,7 @@ def himmelblau() -> Terrain:
     All nine are found by Newton in float64 (the literature gives them to ~6 digits only).
     """
     domain = ((-5.0, 5.0), (-5.0, 5.0))
-    minima, saddles, maxima = critical_points(_himmelblau, _grid(domain, 41), domain)
+    minima, saddles, maxima = critical_points(_himmelblau, start_grid(domain, 41), domain)
     return Terrain(
         "himmelblau", _himmelblau, {}, domain, _points(minima), _points(saddles), _points(maxima)
     )
@@ -322,7 +272,7 @@ def ch03_field() -> Terrain:
     No closed form: its critical points come from Newton in float64 over a grid of starts.
     """
     domain = ((-3.0, 3.0), (-3.0, 3.0))
-    minima, saddles, maxima = critical_points(_ch03_field, _grid(domain, 41), domain)
+    minima, saddles, maxima = critical_points(_ch03_field, start_grid(domain, 41), domain)
     return Terrain(
         "ch03_field", _ch03_field, {}, domain, _points(minima), _points(saddles), _points(maxima)
     )

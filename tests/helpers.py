@@ -5,11 +5,14 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 
 from terrain_jax import SOLVERS
+from terrain_jax.fixed_point import Anderson, Broyden, NewtonKrylov, Picard
 
 ALL_SOLVERS = tuple(SOLVERS)
 EXPLICIT_SOLVERS = tuple(s for s in SOLVERS if s not in ("implicit_euler", "kvaerno3", "kvaerno5"))
 IMPLICIT_SOLVERS = ("implicit_euler", "kvaerno3", "kvaerno5")
 ADAPTIVE_SOLVERS = ("heun", "bosh3", "tsit5", "dopri5", "dopri8", "kvaerno3", "kvaerno5")
+# one object of every fixed-point solver, in FIXED_POINT_SOLVERS order (default settings)
+FIXED_POINT_SOLVER_OBJECTS = (Picard(), Anderson(), Broyden(), NewtonKrylov())
 
 
 def tree_allclose(x, y, *, rtol=1e-5, atol=1e-8) -> bool:
@@ -34,6 +37,7 @@ __all__ = [
     "EXPLICIT_SOLVERS",
     "IMPLICIT_SOLVERS",
     "ADAPTIVE_SOLVERS",
+    "FIXED_POINT_SOLVER_OBJECTS",
     "tree_allclose",
     "tree_max_abs_diff",
     "jax",

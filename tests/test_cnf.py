@@ -10,8 +10,8 @@ import pytest
 from scipy.linalg import expm
 from scipy.stats import multivariate_normal
 
-from terrain_jax.cnf import CNF
 from terrain_jax.fields import LinearField
+from terrain_jax.nets import CNF
 
 
 def test_linear_flow_log_prob_is_gaussian(getkey):

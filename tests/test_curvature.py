@@ -13,16 +13,17 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from terrain_jax import data as D
-from terrain_jax.spectra import (
+from terrain_jax.curvature import (
+    SpectralGap,
     fisher_operator,
     gauss_newton_operator,
     hessian_operator,
     hessian_top_eigenvalues,
-    hutchinson_trace,
     hvp,
     sharpness,
-    spectral_density,
+    spectral_gap,
 )
+from terrain_jax.linalg import hutchinson_trace, spectral_density
 
 N_EXAMPLES = 300
 BATCH = 64  # 300 = 4 * 64 + 44: a ragged last batch
@@ -347,3 +348,64 @@ def test_errors_name_valid_choices(problem, getkey):
         hutchinson_trace(op, op.dim, getkey(), 10, probe="sphere")
     with pytest.raises(ValueError, match="leading"):
         hessian_operator(_loss, problem["model"], (problem["x"], problem["y"][:10]))
+
+
+# ----------------------------------------------------------------------------- outliers
+
+
+def _planted(key, k, bulk=40):
+    """``k`` outliers ``20, 25, …`` over a bulk in ``[-0.5, 1]`` (negatives included), shuffled."""
+    k_bulk, k_perm = jax.random.split(key)
+    outliers = 20.0 + 5.0 * jnp.arange(k, dtype=jnp.float64)
+    values = jnp.concatenate([jax.random.uniform(k_bulk, (bulk,), minval=-0.5), outliers])
+    return jax.random.permutation(k_perm, values), outliers
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_spectral_gap_counts_planted_outliers(getkey, k):
+    values, outliers = _planted(getkey(), k)
+    gap = spectral_gap(values)
+    assert isinstance(gap, SpectralGap)
+    assert int(gap.count) == k
+    bulk_top = float(jnp.sort(values)[-k - 1])
+    np.testing.assert_allclose(gap.ratio, float(outliers[0]) / bulk_top)
+    assert bulk_top < float(gap.threshold) < float(outliers[0])
+    assert int(spectral_gap(values, min_ratio=2.0).count) == k  # a gap of ≥ 20×
+    assert int(jax.jit(spectral_gap)(values).count) == k
+
+
+def _argmax_positive_ratio(values):
+    """The rule written out with numpy: sort descending, keep positives, argmax ratio."""
+    pos = np.sort(np.asarray(values))[::-1]
+    pos = pos[pos > 0]
+    ratios = pos[:-1] / pos[1:]
+    return int(np.argmax(ratios)) + 1, float(ratios.max())
+
+
+def test_spectral_gap_is_the_argmax_rule_on_random_spectra(getkey):
+    for _ in range(20):
+        values = jax.random.normal(getkey(), (15,)) * jnp.exp(jax.random.normal(getkey(), (15,)))
+        count, ratio = _argmax_positive_ratio(values)
+        gap = spectral_gap(values)
+        assert int(gap.count) == count and float(gap.ratio) == ratio
+
+
+def test_spectral_gap_threshold_rule_and_no_gap():
+    smooth = jnp.linspace(2.0, 1.0, 30, dtype=jnp.float64)  # no outliers: a smooth bulk
+    plain = spectral_gap(smooth)  # min_ratio=1: the largest ratio, wherever it is
+    assert int(plain.count) == 29  # λ_k/λ_{k+1} grows down the bulk
+    assert float(plain.ratio) < 1.1
+    none = spectral_gap(smooth, min_ratio=2.0)
+    assert int(none.count) == 0 and np.isnan(float(none.threshold))
+    assert float(none.ratio) == float(plain.ratio)  # the gap is reported, just not accepted
+    # The rule is λ_k*/λ_{k*+1} ≥ min_ratio, inclusive.
+    stepped = jnp.array([8.0, 4.0, 1.0, 0.9], jnp.float64)
+    assert int(spectral_gap(stepped, min_ratio=4.0).count) == 2
+    assert int(spectral_gap(stepped, min_ratio=4.0 + 1e-9).count) == 0
+    np.testing.assert_allclose(spectral_gap(stepped).threshold, 2.5)
+    # Fewer than two positive eigenvalues: nothing to separate.
+    flat = spectral_gap(jnp.array([1.0, 0.0, -1.0], jnp.float64))
+    assert int(flat.count) == 0 and np.isnan(float(flat.ratio))
+    assert np.isnan(np.asarray(flat.ratios)).all()
+    with pytest.raises(ValueError, match="at least 2 eigenvalues"):
+        spectral_gap(jnp.ones((1,)))

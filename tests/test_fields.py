@@ -1,5 +1,6 @@
-"""Vector fields: learned MLP fields on vectors and batches, linear, gradient, Hamiltonian,
-piecewise-constant fields, and the Flax NNX adapter against an equal equinox field."""
+"""Vector fields: learned MLP fields on vectors and batches, linear (against its exact
+flow), gradient, Hamiltonian, Van der Pol, piecewise-constant fields, the activation table,
+and the Flax NNX adapter against an equal equinox field."""
 
 import chex
 import equinox as eqx
@@ -8,6 +9,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 import pytest
+import scipy.linalg
 from flax import nnx
 
 from terrain_jax import (
@@ -19,7 +21,14 @@ from terrain_jax import (
     PiecewiseConstantField,
     integrate,
 )
-from terrain_jax.fields import _ACTIVATIONS
+from terrain_jax.fields import (
+    ACTIVATION_LIPSCHITZ,
+    ACTIVATIONS,
+    AbstractField,
+    VanDerPolField,
+    activation_lipschitz,
+    get_activation,
+)
 
 _NP_ACTIVATIONS = {
     "tanh": np.tanh,
@@ -111,8 +120,36 @@ def test_mlp_field_zero_last_is_zero(getkey):
 def test_unknown_activation_lists_valid_names(getkey):
     with pytest.raises(ValueError, match="valid names") as info:
         MLPField(3, 8, key=getkey(), activation="swishy")
-    for name in _ACTIVATIONS:
+    for name in ACTIVATIONS:
         assert name in str(info.value)
+
+
+def test_activation_accessors_read_one_table():
+    assert set(ACTIVATION_LIPSCHITZ) == set(ACTIVATIONS)
+    z = jnp.linspace(-3.0, 3.0, 7)
+    for name, act in ACTIVATIONS.items():
+        assert get_activation(name) is act.fn
+        assert activation_lipschitz(name) == act.lipschitz == ACTIVATION_LIPSCHITZ[name]
+        chex.assert_shape(get_activation(name)(z), (7,))
+    for call, words in ((get_activation, "valid names"), (activation_lipschitz, "known")):
+        with pytest.raises(ValueError, match=words) as info:
+            call("swishy")
+        for name in ACTIVATIONS:
+            assert name in str(info.value)
+
+
+def test_every_field_is_an_abstract_field(getkey):
+    fields = [
+        MLPField(3, 4, key=getkey()),
+        LinearField(jnp.eye(2)),
+        GradientField(lambda y: jnp.sum(y**2)),
+        HamiltonianField(lambda q, p: q**2 + p**2),
+        VanDerPolField(1.0),
+    ]
+    for f in fields:
+        assert isinstance(f, AbstractField)
+    with pytest.raises(TypeError):
+        AbstractField()  # abstract: __call__ and lipschitz_bound are not implemented
 
 
 # ------------------------------------------------------------------- analytic fields
@@ -129,6 +166,43 @@ def test_linear_field_matches_matmul(getkey):
     g = LinearField(np.asarray(A))
     assert isinstance(g.A, jax.Array)
     np.testing.assert_allclose(g(1.0, y), A @ y, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("t", [0.0, 0.3, 2.0])
+def test_linear_field_exact_flow_is_expm_and_matches_integrate(t):
+    A = np.array([[-0.5, 2.0], [-2.0, -0.5]])
+    y0 = np.array([[1.0, 0.5], [-0.3, 2.0]])
+    with jax.enable_x64(True):
+        f = LinearField(jnp.asarray(A))
+        exact = f.exact_flow(t, jnp.asarray(y0))
+        np.testing.assert_allclose(exact, y0 @ scipy.linalg.expm(t * A).T, rtol=1e-12)
+        np.testing.assert_allclose(f.exact_flow(t, jnp.asarray(y0[1])), exact[1], rtol=1e-14)
+        if t > 0:
+            tr = integrate(f, jnp.asarray(y0), t1=t, solver="dopri8", rtol=1e-12, atol=1e-12)
+            assert bool(tr.ok)
+            np.testing.assert_allclose(tr.y1, exact, rtol=1e-10, atol=1e-12)
+        else:
+            np.testing.assert_array_equal(exact, y0)
+
+
+def test_van_der_pol_field_and_its_jacobian(getkey):
+    mu = 3.0
+    f = VanDerPolField(mu)
+    y = jax.random.normal(getkey(), (5, 2))
+    dy = f(0.0, y)
+    np.testing.assert_allclose(dy[:, 0], y[:, 1], rtol=1e-6)
+    np.testing.assert_allclose(
+        dy[:, 1], mu * (1 - y[:, 0] ** 2) * y[:, 1] - y[:, 0], rtol=1e-5, atol=1e-6
+    )
+    # one state and a batch agree; the analytic Jacobian is jacfwd's
+    np.testing.assert_allclose(f(0.0, y[2]), dy[2], rtol=1e-6)
+    J = f.jacobian(y)
+    chex.assert_shape(J, (5, 2, 2))
+    J_ad = jax.vmap(jax.jacfwd(lambda z: f(0.0, z)))(y)
+    np.testing.assert_allclose(J, J_ad, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(f.jacobian(y[2]), J[2], rtol=1e-6)
+    with pytest.raises(NotImplementedError, match="lipschitz_lower_bound"):
+        f.lipschitz_bound()
 
 
 def test_gradient_field_is_minus_gradient_on_pytrees():

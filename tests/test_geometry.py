@@ -13,12 +13,11 @@ from terrain_jax.geometry import (
     fisher_simplex,
     kl,
     kl_gaussian,
-    mirror_descent,
-    natural_gradient,
+    kl_monte_carlo,
     neg_entropy,
     project_simplex,
-    projected_gd,
 )
+from terrain_jax.optim import mirror_descent, natural_gradient, projected_gd
 
 TARGET = jnp.array([0.7, 0.2, 0.1])
 
@@ -172,6 +171,55 @@ def test_kl_gaussian_diagonal_and_asymmetry(x64):
     # Narrow → wide costs less than wide → narrow.
     forward, reverse = kl_gaussian(0.0, 1.0, 0.0, 4.0), kl_gaussian(0.0, 4.0, 0.0, 1.0)
     assert forward < reverse and not np.isclose(float(forward), float(reverse))
+
+
+def _gauss_logpdf(mu, var):
+    """One sample's log density under the diagonal Gaussian ``N(mu, diag(var))``."""
+    return lambda x: jnp.sum(-0.5 * (x - mu) ** 2 / var - 0.5 * jnp.log(2 * jnp.pi * var))
+
+
+def _mc_gauss(key, mu1, var1, mu2, var2, n):
+    x = mu1 + jnp.sqrt(var1) * jax.random.normal(key, (n, *jnp.shape(mu1)), jnp.float64)
+    return kl_monte_carlo(_gauss_logpdf(mu1, var1), _gauss_logpdf(mu2, var2), x)
+
+
+@pytest.mark.parametrize(
+    "mu1, var1, mu2, var2",
+    [
+        (0.0, 1.0, 1.0, 4.0),
+        (1.0, 4.0, 0.0, 1.0),
+        ([0.0, 1.0, -1.0], [1.0, 0.5, 2.0], [0.5, -2.0, 0.0], [4.0, 3.0, 1.0]),
+    ],
+)
+def test_kl_monte_carlo_matches_closed_form_gaussian(x64, getkey, mu1, var1, mu2, var2):
+    mu1, var1, mu2, var2 = (jnp.asarray(a, jnp.float64) for a in (mu1, var1, mu2, var2))
+    est, se = _mc_gauss(getkey(), mu1, var1, mu2, var2, 20_000)
+    exact = float(kl_gaussian(mu1, var1, mu2, var2))
+    assert 0 < float(se) < 0.05 * exact
+    assert abs(float(est) - exact) < 4 * float(se)
+
+
+def test_kl_monte_carlo_standard_error_is_calibrated(x64, getkey):
+    # Over 400 independent estimates the z-scores (estimate − exact)/se have std ≈ 1.
+    keys = jax.random.split(getkey(), 400)
+    est, se = jax.vmap(lambda k: _mc_gauss(k, 0.0, 1.0, 1.0, 4.0, 1000))(keys)
+    z = (est - kl_gaussian(0.0, 1.0, 1.0, 4.0)) / se
+    assert 0.8 < float(jnp.std(z)) < 1.2
+    assert abs(float(jnp.mean(z))) < 0.25
+
+
+def test_kl_monte_carlo_same_seed_same_numbers(x64, getkey):
+    key = getkey()
+    first = _mc_gauss(key, 0.0, 1.0, 1.0, 4.0, 5000)
+    again = jax.jit(_mc_gauss, static_argnums=5)(key, 0.0, 1.0, 1.0, 4.0, 5000)
+    other = _mc_gauss(getkey(), 0.0, 1.0, 1.0, 4.0, 5000)
+    assert float(first[0]) == float(again[0]) and float(first[1]) == float(again[1])
+    assert float(first[0]) != float(other[0])
+    # p = q: every log ratio is exactly zero.
+    est, se = _mc_gauss(key, 0.5, 2.0, 0.5, 2.0, 100)
+    assert float(est) == 0 and float(se) == 0
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        kl_monte_carlo(jnp.sin, jnp.cos, jnp.zeros((1,)))
 
 
 # ----------------------------------------------------------------------------- projection

@@ -1,6 +1,7 @@
 """The spine of the project: a residual net is explicit Euler on its field, forward and
 backward, tied or untied; an ODE block with Euler is that residual net; adaptive ODE
-blocks converge to the fine-step solution; jitted forwards do not recompile."""
+blocks converge to the fine-step solution; jitted forwards do not recompile. Also: the one
+ODE-solve configuration of the ODE layers, how depth nets are built, and the classifier."""
 
 import chex
 import equinox as eqx
@@ -10,6 +11,17 @@ import numpy as np
 import pytest
 
 from terrain_jax import MLPField, ODEBlock, PiecewiseConstantField, ResidualNet, integrate
+from terrain_jax.nets import (
+    Classifier,
+    DEQNet,
+    Gate,
+    HighwayNet,
+    ODENet,
+    ODESolve,
+    PlainNet,
+    ScaledResidualNet,
+    make_blocks,
+)
 
 WIDTH, HIDDEN, DEPTH, T = 3, 8, 6, 2.0
 
@@ -129,7 +141,7 @@ def test_adaptive_ode_block_converges_to_fine_rk4(getkey):
         for tol in (1e-5, 1e-8):
             block = ODEBlock(field, solver="tsit5", rtol=tol, atol=tol, T=T)
             tr = eqx.filter_jit(lambda b, x: b.solve(x))(block, x)
-            assert int(tr.status) == 0 and int(tr.num_steps) > 0
+            assert bool(tr.ok) and int(tr.num_steps) > 0
             y = tr.ys[-1]
             errs.append(float(jnp.max(jnp.abs(y - ref))))
             assert errs[-1] < 10 * tol, (tol, errs[-1])
@@ -166,3 +178,147 @@ def test_jitted_forward_does_not_recompile(getkey):
     # the guard is live: a new input shape retraces, which it reports
     with pytest.raises(RuntimeError, match="traced"):
         forward(net, jnp.zeros((5, WIDTH)))
+
+
+# --------------------------------------------------------------- one ODE-solve configuration
+
+
+@eqx.filter_jit
+def _solve_and_grad(block, x):
+    def loss(b):
+        return _loss(b(x))
+
+    return block.solve(x), eqx.filter_grad(loss)(block)
+
+
+def test_ode_solve_configuration_gives_what_the_per_block_settings_gave(getkey):
+    """``ODEBlock``'s keywords build one :class:`ODESolve`; the solve is the
+    ``integrate`` call the block made with its own fields, bit for bit, forward and
+    backward, and ``ode=`` is the same block."""
+    field = MLPField(WIDTH, HIDDEN, key=getkey(), time=True)
+    x = jax.random.normal(getkey(), (4, WIDTH))
+    kw = dict(solver="tsit5", rtol=1e-4, atol=1e-6, adjoint="backsolve", max_steps=64)
+    block = ODEBlock(field, T=T, **kw)
+    assert block.ode == ODESolve(**kw)
+    # the settings read through, as the block's own fields did
+    assert (block.solver, block.rtol, block.atol) == ("tsit5", 1e-4, 1e-6)
+    assert (block.steps, block.adjoint, block.max_steps) == (None, "backsolve", 64)
+    same = ODEBlock(field, T=T, ode=ODESolve(**kw))
+    assert eqx.tree_equal(block, same)
+
+    traj, grads = _solve_and_grad(block, x)
+
+    @eqx.filter_jit
+    def by_hand(f, x):
+        def loss(ff):
+            return _loss(integrate(ff, x, t0=0.0, t1=T, **kw).ys[-1])
+
+        return integrate(f, x, t0=0.0, t1=T, **kw), eqx.filter_grad(loss)(f)
+
+    ref, g_ref = by_hand(field, x)
+    assert int(traj.nfe) == int(ref.nfe) and int(traj.num_steps) > 1
+    np.testing.assert_array_equal(traj.ys, ref.ys)
+    chex.assert_trees_all_equal(grads.field, g_ref)
+    # solve_with keeps its meaning: the block's settings with integrate's default adjoint
+    other = block.solve_with(field, x, t0=T, t1=0.0)
+    back = integrate(field, x, t0=T, t1=0.0, **{**kw, "adjoint": None})
+    np.testing.assert_array_equal(other.ys, back.ys)
+
+
+def test_cnf_and_wrapped_blocks_share_the_configuration(getkey):
+    from terrain_jax.nets import CNF, RegularisedODEBlock
+
+    cnf = CNF(2, 8, key=getkey())
+    assert cnf.ode == ODESolve("tsit5", rtol=1e-5, atol=1e-5)  # the adaptive default
+    fixed = CNF(2, field=cnf.field, solver="heun", steps=5)
+    given = CNF(2, field=cnf.field, ode=ODESolve("heun", steps=5))
+    assert eqx.tree_equal(fixed, given)
+    x = jax.random.normal(getkey(), (6, 2))
+    np.testing.assert_array_equal(fixed.log_prob(x), given.log_prob(x))
+    # RNODE integrates with its block's configuration: y(T) is the block's output
+    field = MLPField(WIDTH, HIDDEN, key=getkey())
+    block = ODEBlock(field, solver="heun", steps=6, T=T)
+    out = RegularisedODEBlock(block)(jax.random.normal(getkey(), (4, WIDTH)), key=getkey())
+    assert int(out.trajectory.nfe) == int(block.solve(out.y1).nfe)
+
+
+def test_ode_solve_refuses_no_steps_and_no_tolerances():
+    with pytest.raises(ValueError, match="steps"):
+        ODESolve("tsit5")
+    assert ODESolve("euler", steps=3).replace(adjoint="backsolve").adjoint == "backsolve"
+
+
+# ------------------------------------------------------------- depth-net construction
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_depth_nets_are_their_blocks_whatever_the_construction(getkey, tied):
+    """A built net holds exactly the blocks :func:`make_blocks` (or one block) draws from
+    its key, whichever family and keyword order; given ``blocks=`` the key is unused."""
+    key = getkey()
+    made = make_blocks("mlp", WIDTH, HIDDEN, DEPTH, key=key, activation="relu")
+    if tied:
+        made = MLPField(WIDTH, HIDDEN, key=key, activation="relu")
+    plain = PlainNet(WIDTH, HIDDEN, DEPTH, key=key, activation="relu", tied=tied)
+    resid = ResidualNet(WIDTH, HIDDEN, DEPTH, tied=tied, activation="relu", h=0.5, key=key)
+    scaled = ScaledResidualNet(WIDTH, HIDDEN, DEPTH, key=key, activation="relu", tied=tied)
+    for net in (plain, resid, scaled):
+        assert eqx.tree_equal(net.blocks, made), type(net).__name__
+        assert (net.depth, net.tied) == (DEPTH, tied)
+        again = type(net)(WIDTH, HIDDEN, DEPTH, key=getkey(), tied=tied, blocks=made,
+                          **({"h": 0.5} if net is resid else {}))  # fmt: skip
+        assert eqx.tree_equal(again, net)
+    assert resid.T == 0.5 * DEPTH
+    # the highway net: fields from the first half of the key, gates from the second
+    hw = HighwayNet(WIDTH, HIDDEN, DEPTH, key=key, activation="relu", tied=tied, gate_bias=-2.0)
+    kf, kg = jax.random.split(key)
+    if tied:
+        fields = MLPField(WIDTH, HIDDEN, key=kf, activation="relu")
+        gates = Gate(WIDTH, key=kg, bias=-2.0)
+    else:
+        fields = make_blocks("mlp", WIDTH, HIDDEN, DEPTH, key=kf, activation="relu")
+        gates = eqx.filter_vmap(lambda k: Gate(WIDTH, key=k, bias=-2.0))(
+            jax.random.split(kg, DEPTH)
+        )
+    assert eqx.tree_equal(hw.blocks, (fields, gates))
+
+
+# ------------------------------------------------------------------------- classifier
+
+
+@pytest.mark.parametrize("kind", ["mlp", "conv1d"])
+def test_classifier_is_stem_then_body_then_head(getkey, kind):
+    features, width, classes, depth = 12, 4, 3, 3
+    block = "mlp" if kind == "mlp" else "conv1d"
+    body = ResidualNet(width, 6, depth, key=getkey(), h=1.0, block=block)
+    model = Classifier(body, features, width, classes, key=getkey(), kind=kind, stem_kernel=3)
+    x = jax.random.normal(getkey(), (5, features))
+    xn = np.asarray(x, np.float64)
+    w, b = np.asarray(model.stem_w, np.float64), np.asarray(model.stem_b, np.float64)
+    if kind == "mlp":
+        x0 = xn @ w.T + b
+    else:  # 'SAME' cross-correlation of each signal with each stem filter, by hand
+        pad = np.pad(xn, ((0, 0), (1, 1)))
+        x0 = np.stack([sum(w[c, 0, j] * pad[:, j : j + features] for j in range(3)) + b[c]
+                       for c in range(width)], axis=1)  # fmt: skip
+    np.testing.assert_allclose(model.embed(x), x0, rtol=1e-5, atol=1e-5)
+    z = body(jnp.asarray(x0, jnp.float32))
+    zn = np.asarray(z, np.float64)
+    if kind == "conv1d":
+        zn = zn.mean(axis=-1)
+    logits = zn @ np.asarray(model.out_w, np.float64).T + np.asarray(model.out_b, np.float64)
+    np.testing.assert_allclose(model(x), logits, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(model(x), model.head(body(model.embed(x))))
+    mask = jnp.array([True, False, True])
+    np.testing.assert_array_equal(model(x, mask=mask), model.head(body(model.embed(x), mask=mask)))
+    assert model.hidden(x).shape[0] == depth + 1
+    with pytest.raises(ValueError, match="kind"):
+        Classifier(body, features, width, classes, key=getkey(), kind="conv2d")
+
+
+def test_implicit_bodies_refuse_masks(getkey):
+    field = MLPField(WIDTH, HIDDEN, key=getkey())
+    x = jax.random.normal(getkey(), (2, WIDTH))
+    for body in (ODENet(ODEBlock(field, steps=2)), DEQNet(field, max_steps=3)):
+        with pytest.raises(ValueError, match="mask"):
+            body(x, mask=jnp.ones(1, bool))

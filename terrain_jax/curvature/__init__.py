@@ -27,6 +27,7 @@ from ._operators import (
     hessian_operator,
     hvp,
 )
+from ._outliers import SpectralGap, spectral_gap
 from ._sharpness import sharpness
 
 hessian_top_eigenvalues = top_eigenpairs
@@ -44,6 +45,7 @@ __all__ = [
     "CurvatureOperator",
     "Eigenpairs",
     "SpectralDensity",
+    "SpectralGap",
     "fisher_operator",
     "gauss_newton_operator",
     "hessian_operator",
@@ -52,4 +54,5 @@ __all__ = [
     "hvp",
     "sharpness",
     "spectral_density",
+    "spectral_gap",
 ]

@@ -3,13 +3,13 @@ the Hessian, the generalised Gauss–Newton matrix and the Fisher information, e
 mean over a dataset (optionally in batches), and the Hessian-vector product under them."""
 
 from collections.abc import Callable
-from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, Float
+from jax.typing import DTypeLike
+from jaxtyping import Array, ArrayLike, Float, PyTree
 
 from ..data import num_examples, split_batches
 
@@ -25,9 +25,9 @@ class CurvatureOperator(eqx.Module):
     """
 
     matvec: Callable[[Array], Array]
-    unravel: Callable[[Array], Any]
+    unravel: Callable[[Array], PyTree]
     dim: int = eqx.field(static=True)
-    dtype: Any = eqx.field(static=True)
+    dtype: DTypeLike = eqx.field(static=True)
 
     def __call__(self, v: Float[Array, " n"]) -> Float[Array, " n"]:
         return self.matvec(v)
@@ -36,7 +36,9 @@ class CurvatureOperator(eqx.Module):
 FISHER_KINDS = ("true", "empirical")
 
 
-def _split_params(params: Any) -> tuple[Array, Callable[[Array], Any], Callable[[Array], Any]]:
+def _split_params(
+    params: PyTree,
+) -> tuple[Array, Callable[[Array], PyTree], Callable[[Array], PyTree]]:
     """Flat inexact-array leaves of ``params``, their unravel, and flat ↦ full pytree."""
     diff, static = eqx.partition(params, eqx.is_inexact_array)
     flat, unravel = ravel_pytree(diff)
@@ -45,7 +47,7 @@ def _split_params(params: Any) -> tuple[Array, Callable[[Array], Any], Callable[
     return flat, unravel, lambda f: eqx.combine(unravel(f), static)
 
 
-def _as_tuple(data: Any) -> tuple:
+def _as_tuple(data: PyTree) -> tuple:
     return data if isinstance(data, tuple) else (data,)
 
 
@@ -73,7 +75,7 @@ def _data_average(
 def _operator(
     prepare: Callable[[tuple], Callable[[Array], Array]],
     flat: Array,
-    unravel: Callable[[Array], Any],
+    unravel: Callable[[Array], PyTree],
     data: tuple,
     batch_size: int | None,
 ) -> CurvatureOperator:
@@ -101,7 +103,7 @@ def _operator(
     return CurvatureOperator(matvec, unravel, flat.size, flat.dtype)
 
 
-def hvp(loss_fn: Callable[..., Array], params: Any, v: Any, *data: Any) -> Any:
+def hvp(loss_fn: Callable[..., Array], params: PyTree, v: PyTree, *data: PyTree) -> PyTree:
     """Hessian-vector product ``∇²_θ L(θ) v`` of ``L = loss_fn(params, *data)``.
 
     Forward-over-reverse (``jvp`` of ``grad``): one forward and one backward pass in
@@ -119,8 +121,8 @@ def hvp(loss_fn: Callable[..., Array], params: Any, v: Any, *data: Any) -> Any:
 
 def hessian_operator(
     loss_fn: Callable[..., Array],
-    params: Any,
-    data: Any,
+    params: PyTree,
+    data: PyTree,
     *,
     batch_size: int | None = None,
 ) -> CurvatureOperator:
@@ -143,10 +145,10 @@ def hessian_operator(
 
 
 def gauss_newton_operator(
-    model_fn: Callable[[Any, Any], Array],
-    loss_fn: Callable[[Array, Any], Array],
-    params: Any,
-    data: tuple[Any, Any],
+    model_fn: Callable[[PyTree, Array], Array],
+    loss_fn: Callable[[Array, Array], Array],
+    params: PyTree,
+    data: tuple[ArrayLike, ArrayLike],
     *,
     batch_size: int | None = None,
 ) -> CurvatureOperator:
@@ -173,9 +175,9 @@ def gauss_newton_operator(
 
 
 def fisher_operator(
-    model_fn: Callable[[Any, Any], Array],
-    params: Any,
-    data: tuple[Any, Any],
+    model_fn: Callable[[PyTree, Array], Array],
+    params: PyTree,
+    data: tuple[ArrayLike, ArrayLike],
     *,
     kind: str = "true",
     batch_size: int | None = None,

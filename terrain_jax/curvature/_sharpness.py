@@ -2,9 +2,8 @@
 training loop (edge-of-stability analyses compare it with ``2/η``)."""
 
 from collections.abc import Callable
-from typing import Any
 
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 from ..linalg import Eigenpairs, top_eigenpairs
 from ._operators import hessian_operator
@@ -12,8 +11,8 @@ from ._operators import hessian_operator
 
 def sharpness(
     loss_fn: Callable[..., Array],
-    params: Any,
-    data: Any,
+    params: PyTree,
+    data: PyTree,
     key: PRNGKeyArray,
     *,
     num_iters: int = 20,

@@ -2,19 +2,18 @@
 matrix), matrix-free."""
 
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.flatten_util import ravel_pytree
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
 
 def spectral_radius(
-    f: Callable[[Any, Any], Any],
-    z: Any,
-    args: Any = None,
+    f: Callable[[PyTree, PyTree], PyTree],
+    z: PyTree,
+    args: PyTree = None,
     *,
     iters: int = 20,
     key: PRNGKeyArray | None = None,

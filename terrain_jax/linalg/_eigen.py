@@ -2,8 +2,8 @@
 Lanczos or by power iteration."""
 
 from collections.abc import Callable
-from typing import Any
 
+from jax.typing import DTypeLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._lanczos import lanczos_eigenpairs
@@ -27,7 +27,7 @@ def top_eigenpairs(
     which: str | None = None,
     v0: Float[Array, " n"] | None = None,
     tol: float = 1e-5,
-    dtype: Any = None,
+    dtype: DTypeLike | None = None,
 ) -> Eigenpairs:
     """Top ``k`` eigenpairs of a symmetric operator (Hessian, GGN, Fisher), matrix-free.
 

@@ -2,11 +2,11 @@
 Jacobian, from random probes with ``E[v vᵀ] = I``."""
 
 from collections.abc import Callable
-from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jax.typing import DTypeLike
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 from matfree import stochtrace
 
 from ._util import resolve_dtype
@@ -17,7 +17,7 @@ HUTCHINSON_PROBES = tuple(_SAMPLERS)
 vocabulary for every Hutchinson estimate in the library: traces, Jacobian norms, CNFs)."""
 
 
-def hutchinson_probes(probe: str, like: Any, num: int) -> Callable[[PRNGKeyArray], Any]:
+def hutchinson_probes(probe: str, like: PyTree, num: int) -> Callable[[PRNGKeyArray], PyTree]:
     """A sampler ``key -> num`` probes shaped like the pytree ``like`` (leading axis
     ``num``), Rademacher signs or standard normals (matfree's ``stochtrace.sampler_*``)."""
     if probe not in _SAMPLERS:
@@ -33,7 +33,7 @@ def hutchinson_trace(
     *,
     probe: str = "rademacher",
     probe_batch: int | None = None,
-    dtype: Any = None,
+    dtype: DTypeLike | None = None,
 ) -> tuple[Float[Array, ""], Float[Array, ""]]:
     """Hutchinson's estimate of ``tr(A)`` and its standard error, ``(mean, sem)``.
 
@@ -60,9 +60,9 @@ def hutchinson_trace(
 
 
 def jacobian_frobenius(
-    f: Callable[[Any, Any], Any],
-    z: Any,
-    args: Any,
+    f: Callable[[PyTree, PyTree], PyTree],
+    z: PyTree,
+    args: PyTree,
     key: PRNGKeyArray,
     *,
     samples: int = 1,

@@ -1,10 +1,11 @@
 """Eigenvalue densities by stochastic Lanczos quadrature."""
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from ._lanczos import lanczos, tridiagonal
@@ -41,7 +42,7 @@ def spectral_density(
     grid: Float[Array, " g"] | int = 1000,
     sigma: float | Array | None = None,
     probe_batch: int | None = None,
-    dtype: Any = None,
+    dtype: DTypeLike | None = None,
 ) -> SpectralDensity:
     """Eigenvalue density of a symmetric operator by stochastic Lanczos quadrature.
 

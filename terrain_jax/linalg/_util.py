@@ -2,10 +2,11 @@
 vectors, dtypes, and the :class:`Eigenpairs` they return."""
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 
@@ -30,14 +31,14 @@ def safe_normalise(w: Array, fallback: Array) -> Array:
     return jnp.where(n > 0, w / jnp.where(n > 0, n, 1.0), fallback)
 
 
-def resolve_dtype(matvec: Any, dtype: Any) -> Any:
+def resolve_dtype(matvec: Callable[[Array], Array], dtype: DTypeLike | None) -> DTypeLike:
     if dtype is not None:
         return dtype
     # jax's default float (float64 under x64) for a plain callable
     return getattr(matvec, "dtype", jax.dtypes.canonicalize_dtype(jnp.float64))
 
 
-def start_vector(key: PRNGKeyArray, v0: Array | None, dim: int, dtype: Any) -> Array:
+def start_vector(key: PRNGKeyArray, v0: Array | None, dim: int, dtype: DTypeLike) -> Array:
     if v0 is None:
         return jax.random.normal(key, (dim,), dtype)
     if v0.shape != (dim,):
