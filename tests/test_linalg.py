@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import terrain_jax as tj
 from terrain_jax import (
     HighwayNet,
     MLPField,
@@ -26,7 +27,6 @@ from terrain_jax import (
     ResidualNet,
     ScaledResidualNet,
 )
-from terrain_jax import spectra as S
 
 WIDTH, HIDDEN, DEPTH = 6, 12, 4
 jit = eqx.filter_jit
@@ -61,10 +61,10 @@ def _make(family, key, **kw):
 @jit
 def _dense_all(fn, x):
     return (
-        S.jacobian(fn, x),
-        S.jacobian_eigenvalues(fn, x),
-        S.jacobian_singular_values(fn, x),
-        S.condition_number(fn, x),
+        tj.jacobian(fn, x),
+        tj.jacobian_eigenvalues(fn, x),
+        tj.jacobian_singular_values(fn, x),
+        tj.condition_number(fn, x),
     )
 
 
@@ -90,10 +90,10 @@ def test_dense_spectra_of_a_linear_map_match_numpy():
 def test_wide_jacobian_and_square_check():
     B, x = _normal(0, (2, 7)), _normal(1, (7,))
     np.testing.assert_allclose(
-        S.jacobian(lambda z: B @ z, x), B, rtol=1e-6
+        tj.jacobian(lambda z: B @ z, x), B, rtol=1e-6
     )  # reverse mode for m < n
     with pytest.raises(ValueError, match="square"):
-        S.jacobian_eigenvalues(lambda z: B @ z, x)
+        tj.jacobian_eigenvalues(lambda z: B @ z, x)
 
 
 def test_condition_number_matches_numpy(key):
@@ -110,9 +110,9 @@ def test_condition_number_matches_numpy(key):
 @jit
 def _three_ways(fn, x, k1, k2, k, num_matvecs=None):
     return (
-        S.jacobian_singular_values(fn, x),
-        S.jacobian_singular_values_lanczos(fn, x, k, key=k1, num_matvecs=num_matvecs),
-        S.top_singular_value(fn, x, key=k2, iters=300),
+        tj.jacobian_singular_values(fn, x),
+        tj.jacobian_singular_values_lanczos(fn, x, k, key=k1, num_matvecs=num_matvecs),
+        tj.top_singular_value(fn, x, key=k2, iters=300),
     )
 
 
@@ -139,9 +139,9 @@ def test_lanczos_with_fewer_matvecs_finds_the_top_of_the_spectrum(key):
     np.testing.assert_allclose(lz, dense[:3], rtol=2e-3)
     np.testing.assert_allclose(top, dense[0], rtol=1e-3)
     with pytest.raises(ValueError, match="num_matvecs"):
-        S.jacobian_singular_values_lanczos(fn, x, 3, key=key(), num_matvecs=41)
+        tj.jacobian_singular_values_lanczos(fn, x, 3, key=key(), num_matvecs=41)
     with pytest.raises(ValueError, match="k must"):
-        S.jacobian_singular_values_lanczos(fn, x, 0, key=key())
+        tj.jacobian_singular_values_lanczos(fn, x, 0, key=key())
 
 
 class _Zero(eqx.Module):
@@ -152,9 +152,9 @@ class _Zero(eqx.Module):
 @jit
 def _breakdown_cases(fns, x, k):
     return [
-        (S.jacobian_singular_values(f, x), S.jacobian_singular_values_lanczos(f, x, 4, key=k))
+        (tj.jacobian_singular_values(f, x), tj.jacobian_singular_values_lanczos(f, x, 4, key=k))
         for f in fns
-    ] + [S.top_singular_value(fns[1], x, key=k)]
+    ] + [tj.top_singular_value(fns[1], x, key=k)]
 
 
 def test_matrix_free_survives_krylov_breakdown(key):
@@ -179,14 +179,14 @@ def test_matrix_free_survives_krylov_breakdown(key):
 @jit
 def _scaled_block_check(field, xs, beta, fraction):
     """α = fraction·β/Lip(f) with Lip(f) the upper bound; the worst ‖layer Jacobian‖₂."""
-    lip = S.lipschitz_upper_bound(field)
+    lip = tj.lipschitz_upper_bound(field)
     alpha = fraction * beta / lip
     width = xs.shape[-1]
     net = ScaledResidualNet(width, 1, 1, key=jax.random.key(0, impl="rbg"), tied=True, blocks=field)
     # the constructor's α, β are annotated as Python floats; traced values go in afterwards
     net = eqx.tree_at(lambda n: (n.alpha, n.beta), net, (alpha, beta))
-    norms = jax.vmap(lambda x: jnp.linalg.norm(S.layer_jacobian(net, 0, x), 2))(xs)
-    J, Jf = S.layer_jacobian(net, 0, xs[3]), S.block_field_jacobian(net, 0, xs[3])
+    norms = jax.vmap(lambda x: jnp.linalg.norm(tj.layer_jacobian(net, 0, x), 2))(xs)
+    J, Jf = tj.layer_jacobian(net, 0, xs[3]), tj.block_field_jacobian(net, 0, xs[3])
     return lip, alpha, jnp.max(norms), J, Jf
 
 
@@ -195,7 +195,7 @@ def _scaled_block_check(field, xs, beta, fraction):
     width=st.integers(2, 16),
     hidden=st.integers(2, 32),
     layers=st.integers(1, 2),
-    activation=st.sampled_from(sorted(S.ACTIVATION_LIPSCHITZ)),
+    activation=st.sampled_from(sorted(tj.ACTIVATION_LIPSCHITZ)),
     log_scale=st.floats(-1.5, 1.5),
     beta=st.floats(0.01, 1.0),
     fraction=st.floats(0.05, 1.0),
