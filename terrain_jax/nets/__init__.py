@@ -22,7 +22,7 @@
 from ._adjoint import NFECounts, adjoint_backward, adjoint_solve, nfe_forward_backward
 from ._blocks import BLOCK_KINDS, Gate, make_blocks, shared_blocks
 from ._classifier import CLASSIFIER_KINDS, AdjointODENet, Classifier, DEQNet, ODENet
-from ._cnf import CNF, CNF_PROBES, CNF_TRACES, standard_normal_log_prob
+from ._cnf import CNF, CNF_TRACES, standard_normal_log_prob
 from ._depth import AbstractDepthNet, HighwayNet, PlainNet, ResidualNet, ScaledResidualNet
 from ._deq import ContractiveConvCell, DEQBlock, DEQCell, InjectionCell, conv_norm_bound
 from ._diagnostics import (
@@ -44,7 +44,6 @@ __all__ = [
     "BLOCK_KINDS",
     "CLASSIFIER_KINDS",
     "CNF",
-    "CNF_PROBES",
     "CNF_TRACES",
     "GRADIENT_NORM_METHODS",
     "AbstractDepthNet",

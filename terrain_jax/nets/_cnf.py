@@ -25,11 +25,11 @@ from matfree import stochtrace
 
 from .._typing import ScalarLike
 from ..fields import MLPField
+from ..linalg import HUTCHINSON_PROBES
 from ..ode import Trajectory
 from ._solve import ODESolve
 
 CNF_TRACES = ("exact", "hutchinson")
-CNF_PROBES = ("gaussian", "rademacher")
 
 # εᵀ(Mε) for one probe vector: matfree's Monte-Carlo trace integrand. We call it with our
 # own probe rather than through `estimator_monte_carlo`, because FFJORD needs the *same*
@@ -134,7 +134,7 @@ class CNF(eqx.Module):
     ) -> Array:
         if key is None:
             raise ValueError("trace='hutchinson' needs `key=` for its probe vectors.")
-        if probe == "gaussian":
+        if probe == "normal":
             return jax.random.normal(key, shape, dtype)
         return jax.random.rademacher(key, shape, dtype)
 
@@ -144,12 +144,12 @@ class CNF(eqx.Module):
         *,
         trace: str = "exact",
         key: PRNGKeyArray | None = None,
-        probe: str = "gaussian",
+        probe: str = "normal",
         args: PyTree = None,
     ) -> tuple[Float[Array, " n"], Trajectory]:
         """``log p(x)`` per row and the :class:`Trajectory` of the ``[z, Δ]`` solve (NFE)."""
         _check("trace", trace, CNF_TRACES)
-        _check("probe", probe, CNF_PROBES)
+        _check("probe", probe, HUTCHINSON_PROBES)
         if trace == "hutchinson":
             eps = self._probe(key, x.shape, x.dtype, probe)
         else:
@@ -167,7 +167,7 @@ class CNF(eqx.Module):
         *,
         trace: str = "exact",
         key: PRNGKeyArray | None = None,
-        probe: str = "gaussian",
+        probe: str = "normal",
         args: PyTree = None,
     ) -> Float[Array, " n"]:
         """``log p(x)`` per row: exact trace, or an unbiased Hutchinson estimate (``key``)."""
