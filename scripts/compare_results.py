@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 # Key paths whose values are timings or machine readings, different in every run.
-DEFAULT_IGNORE = r"(^|/)(wall_time_s|provenance)(/|$)|_time_s$|_seconds$"
+DEFAULT_IGNORE = r"(^|/)(wall_time_s|provenance)(/|$)|_s$|_seconds$|wall_ratio$"
 
 
 def _walk(a, b, path: str, ignore: re.Pattern, out: list[str]) -> None:
