@@ -23,10 +23,9 @@ import jax
 import jax.numpy as jnp
 import matplotlib.colors as mcolors
 import numpy as np
-from matplotlib.patches import Patch
 
 from terrain_jax.attractors import basin_map, critical_points, nearest_minimum, start_grid
-from terrain_jax.plotting import figure
+from terrain_jax.plotting import decorate, figure, figure_legend, heatmap, legend_handles
 from terrain_jax.terrains import get_terrain
 
 from ._common import claim
@@ -87,13 +86,6 @@ def _gd_1d_labels(theta1: np.ndarray, etas: tuple[float, ...], steps: int) -> np
     return nearest_minimum(pts, np.array([[-1.0, 0.0], [1.0, 0.0]]), RADIUS, blowup=BLOWUP)
 
 
-def _starts(domain, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    a = np.linspace(*domain[0], n, dtype=np.float32)
-    b = np.linspace(*domain[1], n, dtype=np.float32)
-    g = np.stack(np.meshgrid(a, b, indexing="ij"), -1).reshape(-1, 2)
-    return a, b, g
-
-
 def run(seed: int, quick: bool) -> dict:
     n = 60 if quick else 400
     steps = 1000  # every style settles (see *_frac_changed_when_steps_doubled)
@@ -115,7 +107,8 @@ def run(seed: int, quick: bool) -> dict:
     for tname in TERRAIN_NAMES:
         terrain = get_terrain(tname)
         minima = np.asarray(terrain.minima, np.float64)
-        a, b, starts = _starts(terrain.domain, n)
+        a, b = (np.linspace(*d, n, dtype=np.float32) for d in terrain.domain)
+        starts = start_grid(terrain.domain, n).astype(np.float32)  # (θ1, θ2) in C order
         arrays[f"{tname}_theta1"], arrays[f"{tname}_theta2"] = a, b
         arrays[f"{tname}_minima"] = minima
         metrics[f"{tname}_minima"] = minima.tolist()
@@ -289,82 +282,63 @@ def run(seed: int, quick: bool) -> dict:
     return {"metrics": metrics, "claims": claims, "arrays": arrays}
 
 
-def _panel(ax, tname, lab, arrays, title):
-    mins = arrays[f"{tname}_minima"]
-    colors = [*_MIN_COLORS[tname], _UNCONVERGED, _DIVERGED]
-    cmap = mcolors.ListedColormap(colors)
-    a, b = arrays[f"{tname}_theta1"], arrays[f"{tname}_theta2"]
-    ax.imshow(lab.T, origin="lower", extent=(a[0], a[-1], b[0], b[-1]), cmap=cmap,
-              vmin=-0.5, vmax=len(colors) - 0.5, interpolation="nearest")  # fmt: skip
-    ax.plot(mins[:, 0], mins[:, 1], "*", ms=11, mfc="white", mec="k", mew=0.8)
-    if tname == "double_well":
-        ax.axvline(0.0, color="k", ls="--", lw=0.7)
-    ax.set_title(title, fontsize=8)
-    ax.grid(False)
-    ax.tick_params(labelsize=7)
-
-
 def plot(result: dict, arrays: dict):
     m = result["metrics"]
     fig, axes = figure(4, 6, size=(2.35, 2.15))
+    star = dict(ms=11, mfc="white", mec="k", mew=0.8)
     for t, tname in enumerate(TERRAIN_NAMES):
-        labels = arrays[f"{tname}_labels"]
+        colors = [*_MIN_COLORS[tname], _UNCONVERGED, _DIVERGED]
+        mins, x, y = arrays[f"{tname}_minima"], arrays[f"{tname}_theta1"], arrays[f"{tname}_theta2"]
+        scale = dict(cmap=mcolors.ListedColormap(colors), vmin=-0.5, vmax=len(colors) - 0.5)
         for i, cname in enumerate(m["configs"]):
-            ax = axes[2 * t + i // 6, i % 6]
-            key = f"{tname}_{cname}"
-            lr = m["learning_rates"][cname]
-            name = cname.split("_")[0]
+            ax, key = axes[2 * t + i // 6, i % 6], f"{tname}_{cname}"
             if tname == "double_well":
                 sub = f"≠ flow {100 * m[f'{key}_frac_differs_from_flow']:.1f}%"
+                ax.axvline(0.0, color="k", ls="--", lw=0.7)
             else:
                 sub = f"→ min {100 * m[f'{key}_frac_min0']:.1f}%"
-            _panel(ax, tname, labels[i], arrays, f"{name} η={lr:g}: {sub}")
-            if i % 6 == 0:
-                ax.set_ylabel(f"{tname}\nθ2", fontsize=8)
-    for t in range(2):  # panels left empty (the --quick run has fewer configs)
-        for i in range(len(m["configs"]), 11):
+            heatmap(ax, arrays[f"{tname}_labels"][i].T, extent=(x[0], x[-1], y[0], y[-1]), **scale)
+            ax.plot(mins[:, 0], mins[:, 1], "*", **star)
+            title = f"{cname.split('_')[0]} η={m['learning_rates'][cname]:g}: {sub}"
+            ax.set_title(title, fontsize=8)
+            ax.set_ylabel(f"{tname}\nθ2" if i % 6 == 0 else None)
+        for i in range(len(m["configs"]), 11):  # left empty (the --quick run has fewer configs)
             axes[2 * t + i // 6, i % 6].set_axis_off()
     # double well: learning-rate sweep of the crossing fraction
-    ax = axes[1, 5]
-    lrs = arrays["sweep_lrs"]
+    ax, lrs = axes[1, 5], arrays["sweep_lrs"]
     swept = [s for s in dict.fromkeys(c.split("_")[0] for c in m["configs"])
              if f"sweep_{s}_crossed" in arrays]  # fmt: skip
     for k, style in enumerate(swept):
-        ax.semilogx(lrs, arrays[f"sweep_{style}_crossed"], "o-", ms=2.5, lw=1.0,
-                    color=f"C{k}", label=style)  # fmt: skip
-    ax.set_xlabel("learning rate η", fontsize=8)
-    ax.set_ylabel("fraction crossed to other well", fontsize=8)
+        crossed = arrays[f"sweep_{style}_crossed"]
+        ax.semilogx(lrs, crossed, "o-", ms=2.5, lw=1.0, color=f"C{k}", label=style)
+    decorate(ax, xlabel="learning rate η", ylabel="fraction crossed to other well")
     ax.set_title("double well, row θ2 = 0: η sweep", fontsize=8)
     ax.legend(fontsize=6, ncol=3, loc="upper center", bbox_to_anchor=(0.45, -0.3))
-    ax.tick_params(labelsize=7)
     # ch03: the terrain and its single critical point
-    ax = axes[3, 5]
-    a, b = arrays["ch03_field_theta1"], arrays["ch03_field_theta2"]
-    cs = ax.contourf(a, b, arrays["ch03_field_loss"].T, levels=25, cmap="viridis")
-    fig.colorbar(cs, ax=ax, shrink=0.8).ax.tick_params(labelsize=6)
+    ax, x, y = axes[3, 5], arrays["ch03_field_theta1"], arrays["ch03_field_theta2"]
+    heatmap(ax, arrays["ch03_field_loss"].T, x=x, y=y, levels=25, colorbar="loss", aspect="equal")
     mins = arrays["ch03_field_minima"]
-    ax.plot(mins[:, 0], mins[:, 1], "*", ms=11, mfc="white", mec="k", mew=0.8)
+    ax.plot(mins[:, 0], mins[:, 1], "*", **star)
     ax.set_title(
         f"ch03 loss: {m['ch03_field_minima_found']} min, {m['ch03_field_saddles_found']} "
         f"saddles, {m['ch03_field_maxima_found']} max", fontsize=8,
     )  # fmt: skip
-    ax.set_aspect("equal")
-    ax.grid(False)
-    ax.tick_params(labelsize=7)
-    handles = [
-        Patch(color=_MIN_COLORS["double_well"][0], label="→ (−1, 0)"),
-        Patch(color=_MIN_COLORS["double_well"][1], label="→ (+1, 0)"),
-        Patch(color=_MIN_COLORS["ch03_field"][0], label="→ ch03 minimum (−0.61, 0)"),
-        Patch(color=_UNCONVERGED, label=f"not within {m['radius']:g} of a minimum"),
-        Patch(color=_DIVERGED, label="diverged"),
-    ]
-    fig.legend(handles=handles, loc="upper center", ncol=5, fontsize=8,
-               bbox_to_anchor=(0.5, 1.02))  # fmt: skip
+    for ax in axes.ravel():
+        ax.tick_params(labelsize=7)
+        ax.xaxis.label.set_fontsize(8)
+        ax.yaxis.label.set_fontsize(8)
+    keys = {
+        "→ (−1, 0)": _MIN_COLORS["double_well"][0],
+        "→ (+1, 0)": _MIN_COLORS["double_well"][1],
+        "→ ch03 minimum (−0.61, 0)": _MIN_COLORS["ch03_field"][0],
+        f"not within {m['radius']:g} of a minimum": _UNCONVERGED,
+        "diverged": _DIVERGED,
+    }
     fig.suptitle(
         f"Basins of attraction, {m['grid_points_per_axis']}² starts, {m['steps']} steps "
         f"(★ minima, dashed: gradient-flow boundary θ1 = 0; doubling steps changes ≤ "
         f"{100 * max(m['double_well_max_frac_changed_when_steps_doubled'], m['ch03_field_max_frac_changed_when_steps_doubled']):.2f}% of labels)",  # noqa: E501
         y=1.05, fontsize=10,
     )  # fmt: skip
-    fig.tight_layout()
+    figure_legend(fig, legend_handles(keys, patch=True), where="above", space=0.0, fontsize=8)
     return fig

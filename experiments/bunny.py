@@ -6,19 +6,20 @@ is measured against ``Δt`` from 1 down to ~1e-3 and its log-log slope is fitted
 so RK4's fourth-order slope is not flattened by float32 round-off.
 
 Every number comes from :func:`terrain_jax.integrate`. The ``Δt = 1`` runs are plain
-fixed-step solves; the convergence sweep advances one ``integrate`` step at a time inside
-``lax.fori_loop`` and ``vmap``s over the step count, so each solver compiles once instead of
-once per ``Δt``; at ``Δt = 1`` it matches the direct solve bit for bit (recorded as a metric).
+fixed-step solves; the convergence sweep (:func:`terrain_jax.ode.final_states`) advances
+one ``integrate`` step at a time inside ``lax.fori_loop`` and ``vmap``s over the step count,
+so each solver compiles once instead of once per ``Δt``; at ``Δt = 1`` it matches the direct
+solve bit for bit (recorded as a metric).
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from terrain_jax import LinearField, integrate
 from terrain_jax.analysis import loglog_slope
-from terrain_jax.plotting import COLORS, figure
+from terrain_jax.ode import final_states
+from terrain_jax.plotting import COLORS, convergence, curves, decorate, figure, note
 
 from ._common import claim
 
@@ -31,21 +32,6 @@ LABELS = {"euler": "Euler", "heun": "Heun", "rk4": "RK4"}
 FIT_MAX_DT = 0.25  # asymptotic regime: Δt = 1, 0.5 are too coarse for the leading term
 FIT_MIN_REL_ERR = 1e-12  # ~10⁴ float64 eps: below this, round-off, not truncation
 SLOPE_TOL = 0.2
-
-
-def _final_values(field, solver: str, steps: jax.Array) -> jax.Array:
-    """``B(T)`` after ``n`` integrate steps of size ``T/n``, for every ``n`` in ``steps``."""
-
-    def one(n):
-        dt = T / n.astype(float)
-
-        def body(k, y):
-            t = k.astype(float) * dt  # dyadic dt: t + dt lands exactly on the next grid point
-            return integrate(field, y, t0=t, t1=t + dt, solver=solver, steps=1).y1
-
-        return lax.fori_loop(0, n, body, jnp.array([B0]))[0]
-
-    return jax.jit(jax.vmap(one))(steps)
 
 
 def run(seed: int, quick: bool) -> dict:
@@ -72,7 +58,7 @@ def run(seed: int, quick: bool) -> dict:
             arrays[f"{s}_t_dt1"] = np.asarray(traj.ts)
             arrays[f"{s}_B_dt1"] = ys[:, 0]
 
-            finals = np.asarray(_final_values(field, s, jnp.asarray(steps)))
+            finals = np.asarray(final_states(field, jnp.array([B0]), steps, t1=T, solver=s))[:, 0]
             arrays[f"{s}_err"] = np.abs(finals - B0 * np.exp(RATE * T))
             metrics[f"{s}_stepwise_vs_direct_abs_diff_dt1"] = float(abs(finals[0] - ys[2, 0]))
 
@@ -124,75 +110,30 @@ def run(seed: int, quick: bool) -> dict:
 def plot(result: dict, arrays: dict):
     m = result["metrics"]
     fig, (ax, bx) = figure(1, 2, size=(4.6, 3.6))
-
-    ax.plot(
-        arrays["exact_t"], arrays["exact_B"], color=COLORS["exact"], label=r"exact $100\,e^{t/2}$"
-    )
-    markers = {"euler": "o", "heun": "s", "rk4": "^"}
-    for s in SOLVERS:
-        ax.plot(
-            arrays[f"{s}_t_dt1"],
-            arrays[f"{s}_B_dt1"],
-            ls="--",
-            marker=markers[s],
-            color=COLORS[s],
-            label=f"{LABELS[s]}, Δt = 1",
-        )
+    marker = {"euler": "o", "heun": "s", "rk4": "^"}
+    exact, dt1 = r"exact $100\,e^{t/2}$", {s: f"{LABELS[s]}, Δt = 1" for s in SOLVERS}
+    paths = {exact: (arrays["exact_t"], arrays["exact_B"])}
+    paths |= {dt1[s]: (arrays[f"{s}_t_dt1"], arrays[f"{s}_B_dt1"]) for s in SOLVERS}
+    styles = {exact: COLORS["exact"]}
+    styles |= {dt1[s]: dict(ls="--", marker=marker[s], color=COLORS[s]) for s in SOLVERS}
+    curves(ax, None, paths, styles=styles, xlabel="t", ylabel="population B", xticks=[0, 1, 2])
+    decorate(ax, title="dB/dt = 0.5·B, B(0) = 100", legend="upper left")
     for t, key, offset in [(1.0, "euler_B1", (6, -12)), (2.0, "euler_B2", (-8, -16))]:
-        ax.annotate(
-            f"{m[key]:.0f}",
-            (t, m[key]),
-            xytext=offset,
-            textcoords="offset points",
-            color=COLORS["euler"],
-        )
+        at = dict(xytext=offset, textcoords="offset points", color=COLORS["euler"])
+        ax.annotate(f"{m[key]:.0f}", (t, m[key]), **at)
     table = "        B(1)    B(2)\n" + "\n".join(
         f"{lab:5s} {m[k + '_B1']:6.2f}  {m[k + '_B2']:6.2f}"
         for lab, k in [("exact", "exact"), ("Euler", "euler"), ("Heun", "heun"), ("RK4", "rk4")]
     )
-    ax.text(
-        0.98,
-        0.03,
-        table,
-        transform=ax.transAxes,
-        ha="right",
-        va="bottom",
-        family="monospace",
-        fontsize=7,
-        bbox={"facecolor": "white", "edgecolor": "0.8", "boxstyle": "round,pad=0.3"},
-    )
-    ax.set(xlabel="t", ylabel="population B", title="dB/dt = 0.5·B, B(0) = 100")
-    ax.set_xticks([0, 1, 2])
-    ax.legend(loc="upper left", frameon=False)
+    note(ax, table, loc="lower right", family="monospace")
 
-    dts = arrays["dts"]
-    for s, order in SOLVERS.items():
-        err, mask = arrays[f"{s}_err"], arrays[f"{s}_fit_mask"].astype(bool)
-        c = COLORS[s]
-        bx.loglog(dts, err, color=c, lw=1, alpha=0.5)
-        bx.loglog(dts[~mask], err[~mask], marker=markers[s], ls="none", mfc="none", color=c)
-        bx.loglog(
-            dts[mask],
-            err[mask],
-            marker=markers[s],
-            ls="none",
-            color=c,
-            label=f"{LABELS[s]}: slope {m['slope_' + s]:.2f} (order {order})",
-        )
-        x = dts[mask]  # the fitted line over the fit window
-        coef = np.polyfit(np.log(x), np.log(err[mask]), 1)
-        bx.loglog(x, np.exp(np.polyval(coef, np.log(x))), color=c, ls=":", lw=2)
-    bx.set(
-        xlabel="step size Δt",
-        ylabel="|B(2) − 100·e|",
-        title="global error at t = 2 (float64)",
-        ylim=(None, 1e9),
-    )
-    bx.legend(
-        loc="upper left",
-        frameon=False,
-        title=f"dotted fit over filled points: Δt ≤ {m['fit_max_dt']:g}, above round-off",
-        title_fontsize=7,
-    )
-    fig.tight_layout()
+    label = {s: f"{LABELS[s]}: slope {m['slope_' + s]:.2f} (order {p})" for s, p in SOLVERS.items()}
+    errors = {label[s]: arrays[f"{s}_err"] for s in SOLVERS}
+    fit = {label[s]: arrays[f"{s}_fit_mask"] for s in SOLVERS}
+    styles = [dict(color=COLORS[s], marker=marker[s], ms=6) for s in SOLVERS]
+    title = "global error at t = 2 (float64)"
+    convergence(bx, arrays["dts"], errors, styles=styles, fit=fit, ylim=(None, 1e9), title=title)
+    window = f"dotted fit over filled points: Δt ≤ {m['fit_max_dt']:g}, above round-off"
+    decorate(bx, xlabel="step size Δt", ylabel="|B(2) − 100·e|")
+    bx.legend(loc="upper left", title=window, title_fontsize=7)
     return fig

@@ -65,26 +65,24 @@ training batch: ResNet and RK-Net backprop one vector-Jacobian product per forwa
 evaluation; the DEQ's adjoint fixed point is re-run (:meth:`DEQNet.adjoint_steps`) and its
 iterations counted; the ODE-Net's backward solve (state, adjoint and parameter adjoint
 integrated backwards by Tsit5 at the same tolerances, which is what ``BacksolveAdjoint``
-does; :func:`terrain_jax.node.adjoint_backward`) is re-run and its NFE counted. For the
+does; :func:`terrain_jax.nets.adjoint_backward`) is re-run and its NFE counted. For the
 DEQ, the batch's NFE is that of its slowest sample (the ``vmap``-ed loop runs until every
 sample has converged).
 """
 
 import functools
-import time
 from typing import Any
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 
 from terrain_jax import ODEBlock, ResidualNet
-from terrain_jax.data import batch_indices, digits, mnist1d
+from terrain_jax.data import load_dataset
 from terrain_jax.nets import Classifier, DEQNet, ODENet, adjoint_backward, shared_blocks
-from terrain_jax.plotting import STYLE, figure
-from terrain_jax.train import accuracy, adamw_cosine, compile_step, cross_entropy, make_step
+from terrain_jax.plotting import bars, decorate, figure, figure_legend, legend_handles, note
+from terrain_jax.train import accuracy, adamw_cosine, cross_entropy, fit_timed
 
 from ._common import claim
 
@@ -133,9 +131,9 @@ SOLVED = 0.99  # DEQ "converges": ≥ 99% of last-epoch samples reach the tolera
 # ----------------------------------------------------------------------------- models
 
 
-def _field(kind: str, width: int, key) -> Any:
-    """One block field with :func:`shared_blocks`' variance-preserving init."""
-    stacked = shared_blocks(kind, width, width, 1, key=key)
+def _field(kind: str, width: int, key, gains=(2.0, 1.0)) -> Any:
+    """One block field with :func:`shared_blocks`' variance-preserving init (``gains``)."""
+    stacked = shared_blocks(kind, width, width, 1, key=key, gains=gains)
     return jax.tree_util.tree_map(lambda a: a[0], stacked)
 
 
@@ -178,9 +176,8 @@ def _nets(cfg: dict, key) -> dict[str, Any]:
     T = RES_BLOCKS * (1.0 / np.sqrt(RES_BLOCKS))
     blocks = shared_blocks(kind, w, w, RES_BLOCKS, key=k_res)
     field = _field(kind, w, k_field)
-    names = "weights" if kind == "mlp" else "kernels"
-    ws = getattr(field, names)
-    deq_field = eqx.tree_at(lambda f: getattr(f, names), field, [ws[0], ws[1] * DEQ_OUT_GAIN])
+    # the same field with its output kernel scaled by DEQ_OUT_GAIN (a variance gain of its square)
+    deq_field = _field(kind, w, k_field, gains=(2.0, DEQ_OUT_GAIN**2))
     return {
         "resnet": ResidualNet(w, w, RES_BLOCKS, key=k_res, h=float(T / RES_BLOCKS), blocks=blocks),
         "rknet": ODENet(ODEBlock(field, solver="rk4", steps=RK_STEPS, T=float(T))),
@@ -264,63 +261,38 @@ def _solved_frac(model: Classifier, x: jax.Array) -> jax.Array:
 # ----------------------------------------------------------------------------- training
 
 
-def _train(model: Classifier, ds, cfg: dict, key, quick: bool) -> dict:
-    """Train with the AOT-compiled step; memory, per-epoch times, NFE per step."""
+def _train(model: Classifier, ds, cfg: dict, key, quick: bool) -> tuple[Classifier, dict, dict]:
+    """Train with the AOT-compiled step (:func:`fit_timed`): the trained model, its metrics
+    (memory, NFE, last-epoch loss; per-epoch times in the full run) and per-step traces."""
     x_tr, y_tr = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
     if "n_train" in cfg:
         x_tr, y_tr = x_tr[: cfg["n_train"]], y_tr[: cfg["n_train"]]
-    n, bs, epochs = x_tr.shape[0], cfg["batch"], cfg["epochs"]
-    per_epoch = n // bs
-    steps = per_epoch * epochs
+    bs = cfg["batch"]
+    per_epoch = x_tr.shape[0] // bs
+    steps = per_epoch * cfg["epochs"]
     opt = adamw_cosine(cfg["lr"], steps, weight_decay=WEIGHT_DECAY)
-    params, static = eqx.partition(model, eqx.is_array)
-    with jax.numpy_dtype_promotion("standard"):
-        opt_state = opt.init(params)
     loss_fn = functools.partial(_loss, jac_reg=float(cfg.get("deq_jac_reg", 0.0)))
-    step = make_step(loss_fn, opt, static, has_aux=True)
-    xb0, yb0 = x_tr[:bs], y_tr[:bs]
     k_batches, k_probe = jax.random.split(key)
     probes = jax.random.split(k_probe, steps)  # Hutchinson probes of the DEQ regulariser
-    compiled, temp_bytes, compile_s = compile_step(step, params, opt_state, xb0, yb0, probes[0])
-
-    idx = np.asarray(batch_indices(n, bs, steps, key=k_batches))
-    x_np, y_np = np.asarray(x_tr), np.asarray(y_tr)
-    losses, nfes, oks, epoch_s = [], [], [], []
-    for e in range(epochs):
-        t0 = time.perf_counter()
-        out = []
-        for j in range(e * per_epoch, (e + 1) * per_epoch):
-            i = idx[j]
-            params, opt_state, loss, aux = compiled(params, opt_state, x_np[i], y_np[i], probes[j])
-            out.append((loss, aux))
-        jax.block_until_ready((params, out))
-        epoch_s.append(time.perf_counter() - t0)
-        losses += [float(v[0]) for v in out]
-        nfes += [int(v[1][0]) for v in out]
-        oks += [float(v[1][1]) for v in out]
-    model = eqx.combine(params, static)
-    losses, nfes, oks = np.asarray(losses), np.asarray(nfes), np.asarray(oks)
-    if not np.all(np.isfinite(losses)):
-        raise FloatingPointError(
-            f"chen_table: non-finite loss at step {np.argmin(np.isfinite(losses))}"
-        )
-    return {
-        "model": model,
-        "temp_bytes": temp_bytes,
-        "compile_s": compile_s,
-        "epoch_s": np.asarray(epoch_s),
-        "loss": losses,
-        "nfe_forward_trace": nfes,
-        "nfe_forward": float(np.mean(nfes[-per_epoch:])),
-        "solved_frac": float(np.mean(oks[-per_epoch:])),
-        "nfe_backward": None if quick else int(_backward_nfe(model, xb0, yb0)),
-        "steps": steps,
-        "per_epoch": per_epoch,
+    r = fit_timed(model, loss_fn, opt, x_tr, y_tr, steps=steps, batch_size=bs, key=k_batches,
+                  steps_per_epoch=per_epoch, step_inputs=(probes,), has_aux=True)  # fmt: skip
+    loss, nfes, oks = np.asarray(r.loss, float), np.asarray(r.aux[0], np.int64), r.aux[1]
+    last = slice(-per_epoch, None)
+    out = {
+        "nfe_forward": float(np.mean(nfes[last])),
+        "nfe_backward": None if quick else int(_backward_nfe(r.model, x_tr[:bs], y_tr[:bs])),
+        "solved_frac_last_epoch": float(np.mean(np.asarray(oks[last], float))),
+        "train_step_temp_bytes": r.step.temp_bytes,
+        "final_train_loss": float(np.mean(loss[last])),
+        "train_steps": steps,
     }
-
-
-def _load(name: str, seed: int):
-    return mnist1d(seed=seed) if name == "mnist1d" else digits(seed=seed)
+    # wall-clock numbers vary run to run: only in the full run (quick runs are compared
+    # byte for byte)
+    if not quick:
+        out["time_per_epoch_s"] = float(np.median(r.epoch_s[1:]))
+        out["first_epoch_s"] = float(r.epoch_s[0])
+        out["compile_s"] = r.step.compile_s
+    return r.model, out, {"nfe_forward_trace": nfes, "loss": loss}
 
 
 def run(seed: int, quick: bool) -> dict:
@@ -341,7 +313,7 @@ def run(seed: int, quick: bool) -> dict:
     claims: list[dict] = []
     for d_i, name in enumerate(configs):
         cfg = configs[name]
-        ds = _load(name, seed)
+        ds = load_dataset(name, seed=seed)
         key = jax.random.fold_in(jax.random.PRNGKey(seed), d_i)
         k_net, k_head, k_fit = jax.random.split(key, 3)
         nets = _nets(cfg, k_net)
@@ -358,28 +330,16 @@ def run(seed: int, quick: bool) -> dict:
                 stem_kernel=STEM_KERNEL,
                 stem_stride=cfg["stem_stride"],
             )
-            r = _train(model, ds, cfg, k_fit, quick)
+            trained, out, traces = _train(model, ds, cfg, k_fit, quick)
             p = f"{name}_{m}"
-            acc = accuracy(r["model"], ds.x_test, ds.y_test, batch_size=len(ds.y_test))
+            acc = accuracy(trained, ds.x_test, ds.y_test, batch_size=len(ds.y_test))
             metrics[f"{p}_test_acc"] = acc
-            metrics[f"{p}_params"] = _n_params(r["model"])
-            metrics[f"{p}_nfe_forward"] = r["nfe_forward"]
-            metrics[f"{p}_nfe_backward"] = r["nfe_backward"]
-            metrics[f"{p}_solved_frac_last_epoch"] = r["solved_frac"]
+            metrics[f"{p}_params"] = _n_params(trained)
             if m == "deq":
                 x_te = jnp.asarray(ds.x_test)
-                metrics[f"{p}_test_solved_frac"] = float(_solved_frac(r["model"], x_te))
-            metrics[f"{p}_train_step_temp_bytes"] = r["temp_bytes"]
-            metrics[f"{p}_final_train_loss"] = float(np.mean(r["loss"][-r["per_epoch"] :]))
-            metrics[f"{p}_train_steps"] = r["steps"]
-            # wall-clock numbers vary run to run: only in the full run (quick runs are
-            # compared byte for byte)
-            if not quick:
-                metrics[f"{p}_time_per_epoch_s"] = float(np.median(r["epoch_s"][1:]))
-                metrics[f"{p}_first_epoch_s"] = float(r["epoch_s"][0])
-                metrics[f"{p}_compile_s"] = r["compile_s"]
-            arrays[f"{p}_nfe_forward_trace"] = r["nfe_forward_trace"]
-            arrays[f"{p}_loss"] = r["loss"]
+                metrics[f"{p}_test_solved_frac"] = float(_solved_frac(trained, x_te))
+            metrics.update({f"{p}_{k}": v for k, v in out.items()})
+            arrays.update({f"{p}_{k}": v for k, v in traces.items()})
         claims += _claims(name, metrics)
     return {"metrics": metrics, "claims": claims, "arrays": arrays}
 
@@ -516,92 +476,49 @@ MODEL_COLOR = {"resnet": "#d62728", "rknet": "#1f77b4", "odenet": "#2ca02c", "de
 
 
 def plot(result: dict, arrays: dict):
-    with plt.rc_context(STYLE):
-        return _draw(result, arrays)
-
-
-def _bars(ax, m, dsets, what, *, scale=1.0, fmt="{:.3g}", log=False):
-    width = 0.8 / len(MODELS)
-    for j, model in enumerate(MODELS):
-        vals = [m.get(f"{d}_{model}_{what}") for d in dsets]
-        vals = [np.nan if v is None else v * scale for v in vals]
-        xs = np.arange(len(dsets)) + (j - (len(MODELS) - 1) / 2) * width
-        bars = ax.bar(xs, vals, width, color=MODEL_COLOR[model], label=MODEL_LABEL[model])
-        for b, v in zip(bars, vals, strict=True):
-            if np.isfinite(v):
-                ax.annotate(
-                    fmt.format(v),
-                    (b.get_x() + b.get_width() / 2, b.get_height()),
-                    ha="center",
-                    va="bottom",
-                    fontsize=6.5,
-                    rotation=90,
-                    xytext=(0, 2),
-                    textcoords="offset points",
-                )
-    ax.set_xticks(np.arange(len(dsets)), [LABEL[d] for d in dsets])
-    if log:
-        ax.set_yscale("log")
-    ax.margins(y=0.25)
-
-
-def _draw(result: dict, arrays: dict):
     m = result["metrics"]
     dsets = [d for d in DATASETS if f"{d}_resnet_test_acc" in m]
+    groups = [LABEL[d] for d in dsets]
+    colors = {MODEL_LABEL[k]: MODEL_COLOR[k] for k in MODELS}
+
+    def per_model(what: str, scale: float = 1.0) -> dict:
+        vals = {MODEL_LABEL[k]: [m.get(f"{d}_{k}_{what}") for d in dsets] for k in MODELS}
+        return {k: [None if v is None else v * scale for v in vs] for k, vs in vals.items()}
+
+    kw = dict(colors=colors, rotation=90)
     fig, axes = figure(2, 3, size=(4.0, 3.0))
-    ax = axes[0, 0]
-    _bars(ax, m, dsets, "test_acc", fmt="{:.3f}")
-    for i, d in enumerate(dsets):
+    ax, lo = axes[0, 0], max(0.0, min(m[f"{d}_{k}_test_acc"] for d in dsets for k in MODELS) - 0.1)
+    solved = "{}\nDEQ solves converged: {:.1%}"
+    solved = [solved.format(LABEL[d], m[f"{d}_deq_test_solved_frac"]) for d in dsets]
+    bars(ax, solved, per_model("test_acc"), fmt="{:.3f}", title="test accuracy", **kw)
+    decorate(ax, ylim=(lo, 1.02), ylabel="test accuracy (dashed: quality bar)")
+    for i, (d, b) in enumerate(zip(dsets, ax.containers[MODELS.index("deq")], strict=True)):
         ax.hlines(BAR[d], i - 0.45, i + 0.45, color="k", ls="--", lw=0.8)
-    lo = min(m[f"{d}_{k}_test_acc"] for d in dsets for k in MODELS)
-    ax.set_ylim(max(0.0, lo - 0.1), 1.02)
-    width = 0.8 / len(MODELS)
-    x_deq = np.arange(len(dsets)) + (MODELS.index("deq") - (len(MODELS) - 1) / 2) * width
-    for i, d in enumerate(dsets):
-        solved = m[f"{d}_deq_test_solved_frac"]
-        ax.text(x_deq[i], max(0.0, lo - 0.1) + 0.01, f"solved\n{solved:.1%}", ha="center",
-                va="bottom", fontsize=5.5, color="w")  # fmt: skip
+        x, w = b.get_x() + b.get_width() / 2, b.get_width()
         if f"{d}_deq_stem_test_acc" in m:
             a = m[f"{d}_deq_stem_test_acc"]
-            ax.hlines(a, x_deq[i] - width / 2, x_deq[i] + width / 2, color="k", lw=1.5)
-            ax.annotate("DEQ's stem\nalone", (x_deq[i] + width / 2, a), fontsize=5.5,
-                        va="center", xytext=(2, 0), textcoords="offset points")  # fmt: skip
-    ax.set_ylabel("test accuracy (dashed: quality bar)")
-    ax.set_title("test accuracy (DEQ: fraction of test solves converged)")
-    _bars(axes[0, 1], m, dsets, "params", fmt="{:.0f}", log=True)
-    axes[0, 1].set_ylabel("parameters")
-    axes[0, 1].set_title("parameter count")
-    _bars(axes[0, 2], m, dsets, "train_step_temp_bytes", scale=1e-6, fmt="{:.2f}")
-    axes[0, 2].set_ylabel("MB")
-    axes[0, 2].set_title("temporary memory of the compiled train step")
-
-    ax = axes[1, 0]
-    width = 0.8 / len(MODELS)
-    for j, model in enumerate(MODELS):
-        for i, d in enumerate(dsets):
-            x = i + (j - (len(MODELS) - 1) / 2) * width
-            f, b = m[f"{d}_{model}_nfe_forward"], m[f"{d}_{model}_nfe_backward"]
-            b = np.nan if b is None else b
-            ax.bar(x - width / 4, f, width / 2, color=MODEL_COLOR[model])
-            ax.bar(x + width / 4, b, width / 2, color=MODEL_COLOR[model], alpha=0.45, hatch="//")
-            for xx, v in ((x - width / 4, f), (x + width / 4, b)):
-                if not np.isfinite(v):
-                    continue
-                ax.annotate(f"{v:.0f}", (xx, v), ha="center", va="bottom", fontsize=6,
-                            xytext=(0, 1), textcoords="offset points")  # fmt: skip
-    ax.set_xticks(np.arange(len(dsets)), [LABEL[d] for d in dsets])
-    ax.set_ylabel("evaluations of f per batch")
-    ax.set_title("NFE forward (solid) / backward (hatched)\nat the end of training")
-    ax.margins(y=0.2)
+            ax.hlines(a, x - w / 2, x + w / 2, color="k", lw=1.5)
+            at = dict(fontsize=5.5, va="center", xytext=(2, 0), textcoords="offset points")
+            ax.annotate("DEQ's stem\nalone", (x + w / 2, a), **at)
+    bars(axes[0, 1], groups, per_model("params"), fmt="{:.0f}", yscale="log", **kw)
+    decorate(axes[0, 1], ylabel="parameters", title="parameter count")
+    title = "temporary memory of the compiled train step"
+    mem = per_model("train_step_temp_bytes", 1e-6)
+    bars(axes[0, 2], groups, mem, fmt="{:.2f}", ylabel="MB", title=title, **kw)
+    ways = [(d, fb) for d in dsets for fb in ("forward", "backward")]
+    nfe = {MODEL_LABEL[k]: [m[f"{d}_{k}_nfe_{fb}"] for d, fb in ways] for k in MODELS}
+    title = "NFE per batch at the end of training"
+    groups_fb = [f"{LABEL[d]}, {fb}" for d, fb in ways]
+    bars(axes[1, 0], groups_fb, nfe, colors=colors, fmt="{:.0f}", title=title)
+    decorate(axes[1, 0], ylabel="evaluations of f per batch")
 
     ax = axes[1, 1]
     if all(f"{d}_resnet_time_per_epoch_s" in m for d in dsets):
-        _bars(ax, m, dsets, "time_per_epoch_s", fmt="{:.2f}", log=True)
-        ax.set_ylabel("seconds per epoch (log)")
-        ax.set_title("time per epoch (median, after compile)")
+        title = "time per epoch (median, after compile)"
+        bars(ax, groups, per_model("time_per_epoch_s"), fmt="{:.2f}", yscale="log", **kw)
+        decorate(ax, ylabel="seconds per epoch (log)", title=title)
     else:
-        ax.text(0.5, 0.5, "timings only in the full run", ha="center", va="center",
-                transform=ax.transAxes)  # fmt: skip
+        note(ax, "timings only in the full run", loc="center", box=False, fontsize=9)
         ax.set_title("time per epoch")
 
     ax = axes[1, 2]
@@ -610,14 +527,10 @@ def _draw(result: dict, arrays: dict):
             tr = np.asarray(arrays[f"{d}_{model}_nfe_forward_trace"], float)
             k = max(1, len(tr) // 50)
             sm = np.convolve(tr, np.ones(k) / k, mode="valid")
-            ax.plot(np.arange(len(sm)) + k - 1, sm, ls=ls, color=MODEL_COLOR[model],
-                    label=f"{MODEL_LABEL[model]}, {LABEL[d]}")  # fmt: skip
-    ax.set_xlabel("training step")
-    ax.set_ylabel("NFE forward per batch")
-    ax.set_title("NFE forward per batch during training\n(moving average)")
-    ax.legend()
-    handles = [plt.Rectangle((0, 0), 1, 1, color=MODEL_COLOR[k]) for k in MODELS]
+            label = f"{MODEL_LABEL[model]}, {LABEL[d]}"
+            ax.plot(np.arange(len(sm)) + k - 1, sm, ls=ls, color=MODEL_COLOR[model], label=label)
+    title = "NFE forward per batch during training\n(moving average)"
+    decorate(ax, xlabel="training step", ylabel="NFE forward per batch", title=title, legend=True)
     fig.suptitle(TITLE)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    fig.legend(handles, [MODEL_LABEL[k] for k in MODELS], loc="lower center", ncol=len(MODELS))
+    figure_legend(fig, legend_handles({MODEL_LABEL[k]: MODEL_COLOR[k] for k in MODELS}, patch=True))
     return fig

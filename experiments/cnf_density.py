@@ -32,20 +32,19 @@ them too: a smoke run, not evidence.
 """
 
 import functools
-import math
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
 from terrain_jax.analysis import mean_stderr
-from terrain_jax.data import batch_indices, gaussian_mixture, moons
+from terrain_jax.data import batch_indices, gaussian_mixture, moons, standardise
+from terrain_jax.geometry import gaussian_fit_logpdf
 from terrain_jax.nets import CNF
 from terrain_jax.ode import nfe_per_step
-from terrain_jax.plotting import STYLE, figure
+from terrain_jax.plotting import figure, heatmap, limits, shared_colorbar
 from terrain_jax.train import fit
 
 from ._common import claim
@@ -94,17 +93,6 @@ def _data(name: str, n: int, key: jax.Array) -> jax.Array:
     if name == "gaussians8":
         return gaussian_mixture(n, centers=8, std=0.1, key=key)[0]
     raise ValueError(f"Unknown data set {name!r}; valid: moons, gaussians8.")
-
-
-def _gaussian_test_ll(x_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
-    """Per-point test log-density of the maximum-likelihood Gaussian of ``x_train``."""
-    mu = x_train.mean(0)
-    cov = np.cov(x_train.T, bias=True)
-    r = x_test - mu
-    sol = np.linalg.solve(cov, r.T).T
-    _, logdet = np.linalg.slogdet(cov)
-    d = x_train.shape[1]
-    return -0.5 * np.sum(r * sol, axis=1) - 0.5 * logdet - 0.5 * d * math.log(2 * math.pi)
 
 
 @functools.cache
@@ -168,11 +156,11 @@ def run(seed: int, quick: bool) -> dict:
         key, k_setup = jax.random.split(key)
         x, cnf0, idx, idx2, probe_keys, k_sample = _setup(name, cfg, k_setup)
         x = np.asarray(x, np.float64)
-        mu, sd = x[: cfg["n_train"]].mean(0), x[: cfg["n_train"]].std(0)
-        xs = ((x - mu) / sd).astype(np.float32)
-        x_train, x_test = jnp.asarray(xs[: cfg["n_train"]]), jnp.asarray(xs[cfg["n_train"] :])
-        log_jac = -float(np.sum(np.log(sd)))  # log p_data(x) = log p_std(s(x)) - Σ log σ
-        base = _gaussian_test_ll(x[: cfg["n_train"]], x[cfg["n_train"] :])
+        raw_train, raw_test = x[: cfg["n_train"]], x[cfg["n_train"] :]
+        x_train, x_test = (jnp.asarray(a) for a in standardise(raw_train, raw_test))
+        # log p_data(x) = log p_std(s(x)) - Σ log σ
+        log_jac = -float(np.sum(np.log(raw_train.std(0))))
+        base = gaussian_fit_logpdf(raw_train, raw_test)
         metrics[f"{name}_gaussian_test_ll"] = float(base.mean())
         arrays[f"{name}_test"] = np.asarray(x_test)
         lls = {}
@@ -239,44 +227,31 @@ def run(seed: int, quick: bool) -> dict:
 
 
 def plot(result: dict, arrays: dict):
-    with plt.rc_context(STYLE):
-        return _draw(result, arrays)
-
-
-def _draw(result: dict, arrays: dict):
     m = result["metrics"]
     names = [k[: -len("_test")] for k in arrays if k.endswith("_test")]
-    fig, axes = figure(len(names), 4, size=(2.9, 2.8), squeeze=False)
+    fig, axes = figure(len(names), 4, size=(2.9, 2.8), squeeze=False, layout="constrained")
     g = np.asarray(arrays["grid"])
-    ext = (g[0], g[-1], g[0], g[-1])
+    box = (g[0], g[-1], g[0], g[-1])
+    square = dict(xlim=(g[0], g[-1]), ylim=(g[0], g[-1]), aspect="equal", xticks=[], yticks=[])
     for r, name in enumerate(names):
-        test = np.asarray(arrays[f"{name}_test"])
-        ax = axes[r, 0]
-        ax.scatter(test[:, 0], test[:, 1], s=2, color="#222222", alpha=0.5)
-        ax.set_title(f"{name}: test data\nGaussian fit {m[f'{name}_gaussian_test_ll']:.2f} nats")
-        for c, trace in enumerate(("exact", "hutchinson")):
-            tag = f"{name}_cnf_{trace}"
-            ax = axes[r, 1 + c]
-            ax.imshow(arrays[f"{tag}_density"], origin="lower", extent=ext, cmap="viridis")
-            ax.set_title(
-                f"CNF, {trace} trace: density\ntest LL {m[f'{tag}_test_ll']:.2f} nats, "
-                f"NFE {m[f'{tag}_eval_nfe']}"
-            )
-            ax.grid(False)
-        s = np.asarray(arrays[f"{name}_cnf_exact_samples"])
-        ax = axes[r, 3]
-        ax.scatter(s[:, 0], s[:, 1], s=2, color="#1f77b4", alpha=0.5)
-        ax.set_title("samples, exact-trace CNF")
+        test, s = arrays[f"{name}_test"], arrays[f"{name}_cnf_exact_samples"]
+        axes[r, 0].scatter(test[:, 0], test[:, 1], s=2, color="#222222", alpha=0.5)
+        gauss = m[f"{name}_gaussian_test_ll"]
+        axes[r, 0].set_title(f"{name}: test data\nGaussian fit {gauss:.2f} nats")
+        tags = [f"{name}_cnf_{trace}" for trace in ("exact", "hutchinson")]
+        lo, hi = limits(*(arrays[f"{t}_density"] for t in tags))  # one scale: they compare
+        for ax, tag, trace in zip(axes[r, 1:3], tags, ("exact", "hutchinson"), strict=True):
+            title = f"CNF density, {trace} trace\n"
+            title += f"test LL {m[f'{tag}_test_ll']:.2f} nats, NFE {m[f'{tag}_eval_nfe']}"
+            heatmap(ax, arrays[f"{tag}_density"], extent=box, vmin=lo, vmax=hi, title=title)
+        axes[r, 3].scatter(s[:, 0], s[:, 1], s=2, color="#1f77b4", alpha=0.5)
+        axes[r, 3].set_title("samples, exact-trace CNF")
         for ax in axes[r]:
-            ax.set_xlim(g[0], g[-1])
-            ax.set_ylim(g[0], g[-1])
-            ax.set_aspect("equal")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(**square)
+        shared_colorbar(axes[r, 1:3], label="density", vmin=lo, vmax=hi, shrink=0.8)
     fig.suptitle(
         "CNFs on 2-D densities (standardised coordinates); test LL in data coordinates, "
         "NFE of the adaptive Tsit5 evaluation solve",
         fontsize=9,
     )
-    fig.tight_layout()
     return fig

@@ -38,13 +38,22 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.lines import Line2D
 
 from terrain_jax import ResidualNet
 from terrain_jax.data import digits
 from terrain_jax.fields import MLPField
 from terrain_jax.nets import Classifier
-from terrain_jax.plotting import COLORS, STYLE, figure
+from terrain_jax.plotting import (
+    COLORS,
+    convergence,
+    curves,
+    decorate,
+    figure,
+    integer_ticks,
+    legend_handles,
+    reference_slope,
+    trajectories,
+)
 from terrain_jax.train import adamw_cosine, ce_loss, fit
 
 from ._common import claim
@@ -97,9 +106,9 @@ def _distance(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(d / scale), float(d / disp)
 
 
-def _pair_distances(hs: dict[int, np.ndarray], Ns) -> tuple[np.ndarray, np.ndarray]:
-    out = [_distance(hs[n], hs[2 * n][::2]) for n in Ns[:-1]]
-    return np.array([o[0] for o in out]), np.array([o[1] for o in out])
+def _pair_distances(hs: dict[int, np.ndarray], Ns) -> np.ndarray:
+    """``(D, D_disp)`` of each net ``N`` against ``2N``, ``(2, len(Ns) − 1)``."""
+    return np.array([_distance(hs[n], hs[2 * n][::2]) for n in Ns[:-1]]).T
 
 
 def run(seed: int, quick: bool) -> dict:
@@ -142,9 +151,7 @@ def run(seed: int, quick: bool) -> dict:
     big = models[Ns[-1]]
     hs_fixed, acc_fixed = {}, {}
     for N in Ns:
-        net = ResidualNet(
-            cfg["width"], cfg["hidden"], N, key=k_init, T=T, tied=True, blocks=big.net.blocks
-        )
+        net = ResidualNet(cfg["width"], cfg["hidden"], N, T=T, tied=True, blocks=big.net.blocks)
         hs_fixed[N], acc_fixed[N] = _evaluate(eqx.tree_at(lambda m: m.net, big, net), x_te, y_te)
 
     D, D_disp = {}, {}
@@ -294,125 +301,79 @@ def _claims(Ns, D, acc, seed_dist, rates, quick) -> list[dict]:
 
 
 def plot(result: dict, arrays: dict):
-    with plt.rc_context(STYLE):
-        return _draw(result, arrays)
-
-
-def _draw(result: dict, arrays: dict):
     m = result["metrics"]
     Ns = np.asarray(arrays["Ns"])
+    n, last = Ns[:-1], Ns[-1]
     fig, axes = figure(2, 2, size=(5.0, 3.6))
+    tied = dict(marker="o", color=COLORS["resnet"])
+    untied = dict(marker="s", color=COLORS["plain"])
+    fixed = dict(marker="^", ls="--", color=COLORS["rk4"])
+    grey = dict(color="grey", lw=0.8, ls="-.")
 
-    ax = axes[0, 0]
-    n = Ns[:-1]
-    ax.loglog(
-        n,
-        arrays["D_tied"],
-        "o-",
-        color=COLORS["resnet"],
-        label="tied field, consistent init (trained at each N)",
+    fixed_b = f"N = {last} field, evaluated with N steps"
+    ax, nets = (
+        axes[0, 0],
+        {  # key -> style, label in (a), label in (b)
+            "tied": (tied, "tied field, consistent init (trained at each N)", "tied, trained at N"),
+            "untied": (untied, "untied blocks, independent init per N", "untied, trained at N"),
+            "fixed_field": (fixed, "largest net's field, re-run with N steps", fixed_b),
+        },
     )
-    if "D_untied" in arrays:
-        ax.loglog(
-            n,
-            arrays["D_untied"],
-            "s-",
-            color=COLORS["plain"],
-            label="untied blocks, independent init per N",
-        )
-    ax.loglog(
-        n,
-        arrays["D_fixed_field"],
-        "^--",
-        color=COLORS["rk4"],
-        label="largest net's field, re-run with N steps",
-    )
-    ax.axhline(
-        m["seed_control_distance"], color="k", ls=":", lw=1, label=f"two seeds, N = {Ns[-1]}"
-    )
-    ref = arrays["D_tied"][0] * n[0] / n
-    ax.loglog(n, ref, color="grey", lw=0.8, ls="-.", label="slope −1 (first order)")
-    ax.set_xticks(n)
-    ax.set_xticklabels([f"{a}/{2 * a}" for a in n])
-    ax.minorticks_off()
-    ax.set_xlabel("N / 2N compared")
-    ax.set_ylabel("relative trajectory distance D(N)")
-    ax.set_title("(a) distance between nets with N and 2N blocks")
+    nets = {k: v for k, v in nets.items() if f"D_{k}" in arrays}
+    D = {lab: arrays[f"D_{k}"] for k, (_, lab, _) in nets.items()}
+    convergence(ax, n, D, styles=[st for st, _, _ in nets.values()])
+    seed = m["seed_control_distance"]
+    ax.axhline(seed, color="k", ls=":", lw=1, label=f"two seeds, N = {last}")
+    first = (n[0], arrays["D_tied"][0])
+    reference_slope(ax, n, -1, through=first, label="slope −1 (first order)", **grey)
+    integer_ticks(ax, n, labels=[f"{a}/{2 * a}" for a in n])
     lo = min(float(np.min(arrays["D_tied"])), float(np.min(arrays["D_fixed_field"])))
-    ax.set_ylim(lo / 12, 3 * max(m["seed_control_distance"], float(np.max(arrays["D_tied"]))))
-    ax.legend(fontsize=7, loc="lower left")
+    ylim = (lo / 12, 3 * max(seed, float(np.max(arrays["D_tied"]))))
+    title = "(a) distance between nets with N and 2N blocks"
+    decorate(ax, xlabel="N / 2N compared", ylabel="relative trajectory distance D(N)", ylim=ylim)
+    decorate(ax, title=title, legend="lower left")
 
     ax = axes[0, 1]
-    ax.semilogx(Ns, arrays["acc_tied"], "o-", color=COLORS["resnet"], label="tied, trained at N")
-    if "acc_untied" in arrays:
-        ax.semilogx(
-            Ns, arrays["acc_untied"], "s-", color=COLORS["plain"], label="untied, trained at N"
-        )
-    ax.semilogx(
-        Ns,
-        arrays["acc_fixed_field"],
-        "^--",
-        color=COLORS["rk4"],
-        label=f"N = {Ns[-1]} field, evaluated with N steps",
-    )
+    acc = {lab: arrays[f"acc_{k}"] for k, (_, _, lab) in nets.items() if f"acc_{k}" in arrays}
+    styles = {lab: st for st, _, lab in nets.values()}
+    curves(ax, Ns, acc, styles=styles, xscale="log", xlabel="blocks N  (h = T/N)")
     ax.axhline(0.95, color="#2ca02c", lw=0.8, ls="-.", label="quality bar 0.95")
-    ax.set_xticks(Ns)
-    ax.set_xticklabels([str(a) for a in Ns])
-    ax.minorticks_off()
-    lo = min(0.9, float(np.min(arrays["acc_fixed_field"])) - 0.01)
-    ax.set_ylim(lo, 1.0)
-    ax.set_xlabel("blocks N  (h = T/N)")
-    ax.set_ylabel("test accuracy")
-    ax.set_title("(b) test accuracy vs N")
-    ax.legend(fontsize=7, loc="lower right")
+    integer_ticks(ax, Ns)
+    ylim = (min(0.9, float(np.min(arrays["acc_fixed_field"])) - 0.01), 1.0)
+    decorate(ax, ylabel="test accuracy", title="(b) test accuracy vs N", ylim=ylim)
+    ax.legend(loc="center right")
 
     ax = axes[1, 0]
-    d_big = arrays["tied_to_largest"]
-    ax.semilogy(Ns[:-1], d_big[:-1], "o-", color=COLORS["resnet"])
-    first = (1.0 / Ns[:-1] - 1.0 / Ns[-1]) / (1.0 / Ns[0] - 1.0 / Ns[-1])
-    ax.loglog(
-        Ns[:-1],
-        d_big[0] * first,
-        color="grey",
-        lw=0.8,
-        ls="-.",
-        label=f"first order: ∝ 1/N − 1/{Ns[-1]}",
-    )
-    ax.set_xscale("log")
-    ax.set_xticks(Ns[:-1])
-    ax.set_xticklabels([str(a) for a in Ns[:-1]])
-    ax.minorticks_off()
-    ax.set_xlabel("blocks N")
-    ax.set_ylabel(f"relative distance to the N = {Ns[-1]} net")
-    ax.set_title(f"(c) each trained tied net vs the N = {Ns[-1]} one (T = {m['T']:g})")
-    ax.legend(fontsize=7)
+    d_big = arrays["tied_to_largest"][:-1]
+    first = (1.0 / n - 1.0 / last) / (1.0 / Ns[0] - 1.0 / last)
+    lines = {"_tied": d_big, f"first order: ∝ 1/N − 1/{last}": d_big[0] * first}
+    styles = {"_tied": tied, f"first order: ∝ 1/N − 1/{last}": grey}
+    curves(ax, n, lines, styles=styles, xscale="log", yscale="log", xlabel="blocks N")
+    integer_ticks(ax, n)
+    title = f"(c) each trained tied net vs the N = {last} one (T = {m['T']:g})"
+    decorate(ax, ylabel=f"relative distance to the N = {last} net", title=title, legend=True)
 
-    ax = axes[1, 1]
-    cmap = plt.get_cmap("tab10")
-    y = arrays["y_plot"]
-    shown = [Ns[0], Ns[len(Ns) // 2], Ns[-1]]
+    ax, cmap, y = axes[1, 1], plt.get_cmap("tab10"), arrays["y_plot"]
+    shown = [Ns[0], Ns[len(Ns) // 2], last]
     styles = {
         shown[0]: dict(ls="--", marker="o", ms=3, lw=0.9),
         shown[1]: dict(ls=":", marker=".", ms=2, lw=0.9),
         shown[2]: dict(ls="-", marker="", lw=1.4),
     }
-    for N in shown:
-        p = arrays[f"pca_tied_N{N}"]
-        for i in range(p.shape[1]):
-            ax.plot(p[:, i, 0], p[:, i, 1], color=cmap(int(y[i]) % 10), **styles[N])
-    for i in range(len(y)):
-        p = arrays[f"pca_tied_N{Ns[-1]}"]
-        ax.plot(*p[-1, i], "*", color=cmap(int(y[i]) % 10), ms=7, mec="k", mew=0.4)
-        ax.annotate(str(int(y[i])), p[-1, i], fontsize=7, xytext=(3, 3), textcoords="offset points")
-    handles = [Line2D([], [], color="k", **styles[N], label=f"N = {N}") for N in shown]
-    handles.append(Line2D([], [], ls="", marker="*", color="grey", mec="k", label="x(T)"))
-    ax.legend(handles=handles, fontsize=7)
-    ax.set_xlabel("PC 1")
-    ax.set_ylabel("PC 2")
-    ax.set_title(f"(d) hidden trajectories of {len(y)} test digits (PCA of N = {Ns[-1]})")
+    digit = [cmap(int(d) % 10) for d in y]
+    for N in shown:  # one path per digit; x(T) starred on the finest net's
+        end = dict(marker="*", ms=7, mec="k", mew=0.4) if N == last else None
+        paths = arrays[f"pca_tied_N{N}"].transpose(1, 0, 2)
+        trajectories(ax, list(paths), styles=digit, style=styles[N], end=end)
+    for d, at in zip(y, arrays[f"pca_tied_N{last}"][-1], strict=True):
+        ax.annotate(str(int(d)), at, fontsize=7, xytext=(3, 3), textcoords="offset points")
+    keys = {f"N = {N}": dict(color="k", **styles[N]) for N in shown}
+    keys["x(T)"] = dict(ls="", marker="*", color="grey", mec="k")
+    ax.legend(handles=legend_handles(keys))
+    title = f"(d) hidden trajectories of {len(y)} test digits (PCA of N = {last})"
+    decorate(ax, xlabel="PC 1", ylabel="PC 2", title=title)
     fig.suptitle(
-        f"{TITLE} (digits, T = {m['T']:g}); D({Ns[-2]}/{Ns[-1]}) = "
+        f"{TITLE} (digits, T = {m['T']:g}); D({Ns[-2]}/{last}) = "
         f"{arrays['D_tied'][-1]:.3g} vs two seeds {m['seed_control_distance']:.3g}"
     )
-    fig.tight_layout()
     return fig

@@ -29,17 +29,17 @@ to ``‖W‖₂ = c`` (exact ``σ_max`` from an SVD, float64) and ``|tanh'| ≤ 
 Everything runs in float64 so the ``c^k`` check reaches ``1e-9`` before round-off.
 """
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.lines import Line2D
 
 from terrain_jax import fixed_point
 from terrain_jax.fixed_point import asymptotic_rate, iterate
-from terrain_jax.plotting import STYLE, figure
+from terrain_jax.plotting import bars, curves, decorate, figure, legend_handles
 
 from ._common import claim
 
@@ -113,11 +113,11 @@ def _picard_errors(a, z0, z_star):
 _picard_errors_v = jax.jit(jax.vmap(_picard_errors))
 
 
-def _solve(f, z0, a, *, tol, max_steps, **kw):
-    return jax.vmap(lambda z, p: fixed_point(f, z, p, tol=tol, max_steps=max_steps, **kw))(z0, a)
-
-
-_solve_jit = jax.jit(_solve, static_argnames=("f", "tol", "max_steps", "solver", "memory"))
+# one solve per cell: z0 and the cell's arrays carry the cell axis
+_solve_jit = jax.jit(
+    functools.partial(fixed_point, batched=True, args_axes=0),
+    static_argnames=("f", "tol", "max_steps", "solver", "memory"),
+)
 
 
 @jax.jit
@@ -146,18 +146,18 @@ def _banach(rng: np.random.Generator, cfg: dict, metrics: dict, arrays: dict) ->
         W, U, b, x = _draw_cells(rng, cfg["cells"], N, D, 1.0)
         W = W * (c / _sigma_max(W))[:, None, None]
         sig = _sigma_max(W)
-        z0 = 2.0 * rng.normal(size=(cfg["cells"], N))
+        z0 = jnp.asarray(2.0 * rng.normal(size=(cfg["cells"], N)))
         a = tuple(jnp.asarray(v) for v in (W, U, b, x))
         z_star, info = _solve_jit(
             _tanh_cell,
-            jnp.asarray(z0),
+            z0,
             a,
             tol=TOL_STAR,
             max_steps=200,
             solver="anderson",
             memory=10,
         )
-        errs = np.asarray(_picard_errors_v(a, jnp.asarray(z0), z_star))
+        errs = np.asarray(_picard_errors_v(a, z0, z_star))
         ks = np.arange(K + 1)
         bound = c**ks * errs[:, :1]
         check = bound >= FLOOR
@@ -168,15 +168,7 @@ def _banach(rng: np.random.Generator, cfg: dict, metrics: dict, arrays: dict) ->
         rate = asymptotic_rate(errs, floor=FLOOR)
         rho = _jacobian_radius(W, np.asarray(z_star))
         max_steps = math.ceil(math.log(1e-3 * TOL) / math.log(c))
-        _, pic = _solve_jit(
-            _tanh_cell,
-            jnp.asarray(z0),
-            a,
-            tol=TOL,
-            max_steps=max_steps,
-            solver="picard",
-            memory=1,
-        )
+        _, pic = _solve_jit(_tanh_cell, z0, a, tol=TOL, max_steps=max_steps, solver="picard")
         key = f"c{c:g}"
         r = {
             "sigma_max_max_abs_err": float(np.abs(sig - c).max()),
@@ -419,149 +411,85 @@ _SOLVER_COLORS = {"picard": "#d62728", "anderson": "#1f77b4", "broyden": "#2ca02
 
 
 def plot(result: dict, arrays: dict):
-    with plt.rc_context(STYLE):
-        return _draw(result, arrays)
-
-
-def _draw(result: dict, arrays: dict):
     m = result["metrics"]
+    fams = m["free_families"]
     fig, axes = figure(2, 2, size=(5.0, 3.8))
-    _draw_cobweb(axes[0, 0], m, arrays)
-    _draw_banach(axes[0, 1], m, arrays)
-    _draw_bars(axes[1, 0], m)
-    _draw_traces(axes[1, 1], m, arrays)
-    fig.suptitle(TITLE)
-    fig.tight_layout()
-    return fig
 
-
-def _draw_cobweb(ax, m: dict, arrays: dict):
-    hs = np.linspace(-3, 3, 400)
-    ax.plot(hs, np.tanh(COBWEB_A * hs + COBWEB_B), color="k", lw=1.5, label="f(h)")
-    ax.plot(hs, hs, color="grey", lw=0.8, ls="--", label="h")
+    ax, hs = axes[0, 0], np.linspace(-3, 3, 400)
+    maps = {"f(h)": np.tanh(COBWEB_A * hs + COBWEB_B), "h": hs}
+    curves(ax, hs, maps, styles={"f(h)": "k", "h": dict(color="grey", lw=0.8, ls="--")})
     colors = plt.get_cmap("viridis")(np.linspace(0, 0.85, len(COBWEB_STARTS)))
     for orb, col in zip(arrays["cobweb_orbits"], colors, strict=True):
-        xs, ys = [orb[0]], [orb[0]]
-        for a, b in zip(orb[:12], orb[1:13], strict=True):
-            xs += [a, b]
-            ys += [b, b]
-        ax.plot(xs, ys, color=col, lw=0.9, label=f"h₀ = {orb[0]:g}")
+        stairs = np.repeat(orb[:13], 2)  # (h0, h0), (h0, h1), (h1, h1), (h1, h2), ...
+        ax.plot(stairs[:-1], stairs[1:], color=col, lw=0.9, label=f"h₀ = {orb[0]:g}")
     hs_ = m["cobweb_h_star"]
     ax.plot([hs_], [hs_], "o", color="#d62728", ms=6, zorder=5)
-    ax.set_xlim(-3, 3)
-    ax.set_ylim(-1.1, 1.1)
-    ax.set_xlabel("h_k")
-    ax.set_ylabel("h_{k+1}")
-    ax.set_title(
-        f"Cobweb of tanh(0.8h + 0.5): h* = {hs_:.6f}\n"
-        f"measured rate {m['cobweb_rate_measured']:.6f} vs |f'(h*)| = "
-        f"{m['cobweb_abs_fprime_h_star']:.6f}"
+    title = (
+        f"Cobweb of tanh(0.8h + 0.5): h* = {hs_:.6f}\nmeasured rate "
+        f"{m['cobweb_rate_measured']:.6f} vs |f'(h*)| = {m['cobweb_abs_fprime_h_star']:.6f}"
     )
-    ax.legend(loc="lower right", fontsize=7)
+    decorate(ax, xlim=(-3, 3), ylim=(-1.1, 1.1), xlabel="h_k", ylabel="h_{k+1}", title=title)
+    ax.legend(loc="lower right")
 
-
-def _draw_banach(ax, m: dict, arrays: dict):
-    cs = arrays["cs"]
-    colors = plt.get_cmap("plasma")(np.linspace(0, 0.85, len(cs)))
-    ks = np.arange(K + 1)
-    for c, col in zip(cs, colors, strict=True):
-        key = f"c{c:g}"
+    ax, cs, ks = axes[0, 1], arrays["cs"], np.arange(K + 1)
+    for c, col in zip(cs, plt.get_cmap("plasma")(np.linspace(0, 0.85, len(cs))), strict=True):
         bound = c**ks
         shown = bound >= 1e-12
         ax.semilogy(ks[shown], bound[shown], color=col, ls="--", lw=1.0)
         for stat, lw, alpha in (("max", 1.4, 1.0), ("median", 0.9, 0.6)):
-            e = arrays[f"banach_{key}_rel_err_{stat}"]
-            sel = e > 1e-13
-            ax.semilogy(ks[sel], e[sel], color=col, lw=lw, alpha=alpha)
-        ax.text(
-            ks[shown][-1] if shown.sum() < K else K,
-            max(bound[shown][-1], 1.5e-12),
-            f"c={c:g}",
-            color=col,
-            fontsize=7,
-            va="bottom",
-            ha="right",
-        )
-    ax.set_ylim(1e-12, 2)
-    ax.set_xlabel("Picard step k")
-    ax.set_ylabel("‖z_k − z*‖ / ‖z_0 − z*‖")
+            e = arrays[f"banach_c{c:g}_rel_err_{stat}"]
+            ax.semilogy(ks[e > 1e-13], e[e > 1e-13], color=col, lw=lw, alpha=alpha)
+        at = (ks[shown][-1] if shown.sum() < K else K, max(bound[shown][-1], 1.5e-12))
+        ax.text(*at, f"c={c:g}", color=col, fontsize=7, va="bottom", ha="right")
     worst = max(m[f"banach_c{c:g}_worst_ratio_to_bound"] for c in cs)
     frac = min(m[f"banach_c{c:g}_bound_satisfied_frac"] for c in cs)
-    ax.set_title(
+    title = (
         f"Spectrally normalised cells ({m['cells_per_c']} per c): error vs c^k\n"
         f"bound holds for {frac:.1%} of cells, worst ‖e_k‖/(c^k‖e_0‖) = {worst:.3f}"
     )
-    ax.legend(
-        handles=[
-            Line2D([], [], color="k", ls="--", lw=1.0, label="c^k (Banach bound)"),
-            Line2D([], [], color="k", lw=1.4, label="max over cells"),
-            Line2D([], [], color="k", lw=0.9, alpha=0.6, label="median over cells"),
-        ],
-        loc="center right",
-        fontsize=7,
-    )
+    decorate(ax, ylim=(1e-12, 2), xlabel="Picard step k", ylabel="‖z_k − z*‖ / ‖z_0 − z*‖")
+    lines = {
+        "c^k (Banach bound)": dict(color="k", ls="--", lw=1.0),
+        "max over cells": dict(color="k", lw=1.4),
+        "median over cells": dict(color="k", lw=0.9, alpha=0.6),
+    }
+    ax.legend(handles=legend_handles(lines), loc="center right")
+    ax.set_title(title)
 
-
-def _draw_bars(ax, m: dict):
-    fams = m["free_families"]
-    x = np.arange(len(fams))
-    wd = 0.26
-    for i, s in enumerate(SOLVERS):
-        vals = [m[f"free_{f}_{s}_converged_frac"] for f in fams]
-        ax.bar(x + (i - 1) * wd, vals, wd, color=_SOLVER_COLORS[s], label=s)
-    for j, f in enumerate(fams):
+    ax = axes[1, 0]
+    labels = [f.replace("tanh_g", "tanh cell\ng = ") for f in fams]
+    labels = [f.replace("linear_g", "Az + b\ng = ") for f in labels]
+    converged = {s: [m[f"free_{f}_{s}_converged_frac"] for f in fams] for s in SOLVERS}
+    bars(ax, labels, converged, colors=_SOLVER_COLORS, fmt=None, width=0.78, ylim=(0, 1.2))
+    for f, b in zip(fams, ax.containers[0], strict=True):  # picard: how it failed
+        x, top = b.get_x() + b.get_width() / 2, b.get_height()
+        txt = dict(ha="center", va="bottom", fontsize=6, rotation=90)
         if f"free_{f}_picard_diverged_frac" in m:
-            ax.text(
-                j - wd,
-                0.02,
-                f"diverged\n{m[f'free_{f}_picard_diverged_frac']:.0%}",
-                ha="center",
-                va="bottom",
-                fontsize=6,
-                rotation=90,
-            )
+            ax.text(x, 0.02, f"diverged\n{m[f'free_{f}_picard_diverged_frac']:.0%}", **txt)
         elif f"free_{f}_picard_cycle_frac" in m:
-            ax.text(
-                j - wd,
-                m[f"free_{f}_picard_converged_frac"] + 0.02,
-                f"cycle {m[f'free_{f}_picard_cycle_frac']:.0%}",
-                ha="center",
-                va="bottom",
-                fontsize=6,
-                rotation=90,
-            )
-    labels = [
-        f.replace("tanh_g", "tanh cell\ng = ").replace("linear_g", "Az + b\ng = ") for f in fams
-    ]
-    ax.set_xticks(x, labels, fontsize=7)
-    ax.set_ylim(0, 1.2)
+            ax.text(x, top + 0.02, f"cycle {m[f'free_{f}_picard_cycle_frac']:.0%}", **txt)
+    ax.tick_params(axis="x", labelsize=7)
     ax.set_yticks(np.linspace(0, 1, 6))
-    ax.set_ylabel("fraction of cells converged")
-    ax.set_title(
+    title = (
         f"No Lipschitz constraint: tanh(Wz + Ux + b) and Az + b, W, A = g·G/√n\n"
         f"(n = {m['n_state_free']}, {m['cells_per_family']} cells each, tol {m['tol']:g}, "
         f"max_steps {m['max_steps']})"
     )
+    decorate(ax, ylabel="fraction of cells converged", title=title)
     ax.legend(loc="upper center", fontsize=7, ncol=3)
 
-
-def _draw_traces(ax, m: dict, arrays: dict):
-    fams = m["free_families"]
-    styles = ["-", "--", ":", "-.", (0, (1, 3))]
+    ax, styles = axes[1, 1], ["-", "--", ":", "-.", (0, (1, 3))]
     for f, ls in zip(fams, styles, strict=False):
         for s in SOLVERS:
             tr = arrays[f"free_{f}_{s}_trace_median"]
             ax.semilogy(np.arange(1, len(tr) + 1), tr, color=_SOLVER_COLORS[s], ls=ls, lw=1.0)
-    ax.axhline(m["tol"], color="k", lw=0.6, ls=":")
-    ax.set_ylim(1e-10, 1e2)
-    ax.set_xlabel("solver step k")
-    ax.set_ylabel("median relative residual ‖f(z)−z‖/‖z‖ (info.trace)")
-    ax.set_title(
-        "Residual per step from info.trace (median over cells;\n"
-        "a stopped solve holds its final residual)"
-    )
-    handles = [Line2D([], [], color=_SOLVER_COLORS[s], label=s) for s in SOLVERS]
-    handles += [
-        Line2D([], [], color="k", ls=ls, label=f) for f, ls in zip(fams, styles, strict=False)
-    ]
-    ax.legend(handles=handles, fontsize=6, loc="center right", ncol=2)
+    title = "Residual per step from info.trace (median over cells;\n"
+    title += "a stopped solve holds its final residual)"
+    ylabel = "median relative residual ‖f(z)−z‖/‖z‖ (info.trace)"
+    decorate(ax, ylim=(1e-10, 1e2), xlabel="solver step k", ylabel=ylabel, hlines=[m["tol"]])
+    ax.set_title(title)
+    keys = {s: _SOLVER_COLORS[s] for s in SOLVERS}
+    keys |= {f: dict(color="k", ls=ls) for f, ls in zip(fams, styles, strict=False)}
+    ax.legend(handles=legend_handles(keys), fontsize=6, loc="center right", ncol=2)
+    fig.suptitle(TITLE)
+    return fig

@@ -11,9 +11,10 @@ signals, square loss ``½ mean_n ‖f(x_n) − onehot(y_n)‖²`` (Cohen's MSE s
 EoS is cleanest; with cross-entropy the sharpness also falls late as the margins grow).
 Full-batch GD at ``η ∈ {1/2, 1/4, 1/8, 1/16}`` (``2/η = 4 … 32``), each run for the same
 gradient-flow time ``η · steps`` (slower runs need proportionally more steps to sharpen).
-One jitted ``lax.scan`` per run (compiled once for all ``η``): chunks of ``k`` GD steps
-(a ``fori_loop`` counting up-steps of the loss), each followed by
-:func:`terrain_jax.spectra.sharpness` warm-started from the previous top eigenvector.
+One jitted ``lax.scan`` per run (compiled once for all ``η``,
+:func:`terrain_jax.train.gd_with_sharpness`): chunks of ``k`` GD steps (a ``fori_loop``
+counting up-steps of the loss), each preceded by :func:`terrain_jax.curvature.sharpness`
+warm-started from the previous top eigenvector.
 The tracked values are checked against a cold-started 90-step Lanczos at four checkpoints.
 """
 
@@ -23,9 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from terrain_jax.curvature import hessian_operator, hessian_top_eigenvalues, sharpness
+from terrain_jax.curvature import hessian_operator, hessian_top_eigenvalues
 from terrain_jax.data import mnist1d
-from terrain_jax.plotting import figure
+from terrain_jax.plotting import decorate, figure
+from terrain_jax.train import gd_with_sharpness
 
 from ._common import claim
 
@@ -49,32 +51,10 @@ def _config(quick: bool) -> dict:
 
 def _trainer(loss, data: tuple, num_chunks: int, num_iters: int):
     """``train(flat, eta, k, key, checks)``: ``num_chunks`` chunks of ``k`` full-batch GD
-    steps, the sharpness measured (warm-started) before each chunk and once at the end;
-    then a cold-started ``VALIDATION_ITERS``-step Lanczos at the measurement indices
-    ``checks``. One compile serves every ``η`` and ``k``."""
-
-    def measure_then_walk(carry, key_c, eta, k):
-        p, v, prev = carry
-        e = sharpness(loss, p, data, key_c, num_iters=num_iters, v0=v)
-
-        def step(_, c):
-            p, prev, ups, lo, hi = c
-            value, g = jax.value_and_grad(loss)(p, *data)
-            ups = ups + (value > prev).astype(jnp.int32)
-            return p - eta * g, value, ups, jnp.minimum(lo, value), jnp.maximum(hi, value)
-
-        init = (p, prev, jnp.zeros((), jnp.int32), jnp.asarray(jnp.inf), -jnp.inf)
-        p_next, prev, ups, lo, hi = jax.lax.fori_loop(0, k, step, init)
-        out = {
-            "sharpness": e.values[0],  # all at this chunk's first step …
-            "residual": e.residuals[0],
-            "loss": loss(p, *data),
-            "params": p,
-            "up_steps": ups,  # … and over the k steps that follow it
-            "loss_min": lo,
-            "loss_max": hi,
-        }
-        return (p_next, e.vectors[0], prev), out
+    steps, the sharpness measured (warm-started) before each chunk and once at the end
+    (:func:`terrain_jax.train.gd_with_sharpness`); then a cold-started
+    ``VALIDATION_ITERS``-step Lanczos at the measurement indices ``checks``. One compile
+    serves every ``η`` and ``k``."""
 
     def precise(p, key_p):
         op = hessian_operator(loss, p, data)
@@ -85,16 +65,8 @@ def _trainer(loss, data: tuple, num_chunks: int, num_iters: int):
     def train(flat, eta, k, key, checks):
         k_start, k_track, k_check = jax.random.split(key, 3)
         v0 = jax.random.normal(k_start, flat.shape, flat.dtype)
-        carry = (flat, v0, jnp.asarray(jnp.inf))
-        # num_chunks + 1 measurements (steps 0, k, …, num_chunks·k); the last chunk's
-        # walk goes past the horizon and is dropped
-        _, rec = jax.lax.scan(
-            lambda c, kc: measure_then_walk(c, kc, eta, k),
-            carry,
-            jax.random.split(k_track, num_chunks + 1),
-        )
-        for name in ("up_steps", "loss_min", "loss_max"):
-            rec[name] = rec[name][:-1]
+        kw = dict(num_iters=num_iters, v0=v0, return_params=True)
+        rec = gd_with_sharpness(loss, flat, data, eta, k, num_chunks, k_track, **kw)
         ps = rec.pop("params")[checks]
         keys = jax.random.split(k_check, checks.shape[0])
         rec["precise"], rec["precise_residual"] = jax.lax.map(lambda a: precise(*a), (ps, keys))
@@ -198,10 +170,8 @@ def run(seed: int, quick: bool) -> dict:
         tag = f"mnist1d_mlp_eta{eta:g}"
         metrics.update({f"{tag}_{name}": v for name, v in m.items() if name != "eta"})
         arrays[f"eta{eta:g}_step"] = np.arange(chunks + 1) * k
-        arrays[f"eta{eta:g}_sharpness"] = rec["sharpness"]
-        arrays[f"eta{eta:g}_loss"] = rec["loss"]
-        arrays[f"eta{eta:g}_loss_min"] = rec["loss_min"]
-        arrays[f"eta{eta:g}_loss_max"] = rec["loss_max"]
+        for name in ("sharpness", "loss", "loss_min", "loss_max"):
+            arrays[f"eta{eta:g}_{name}"] = rec[name]
         arrays[f"eta{eta:g}_validation_step"] = np.asarray(m["validation_steps"])
         arrays[f"eta{eta:g}_validation_sharpness"] = np.asarray(ref)
     metrics["validation_max_rel_error_all_runs"] = worst_rel
@@ -285,48 +255,38 @@ def plot(result: dict, arrays: dict):
     fig, axes = figure(2, len(etas), size=(3.3, 2.8), squeeze=False)
     for col, (eta, c) in enumerate(zip(etas, _PALETTE, strict=False)):
         key, tag = f"eta{eta:g}", f"mnist1d_mlp_eta{eta:g}"
-        step, s = arrays[f"{key}_step"], arrays[f"{key}_sharpness"]
-        edge = 2.0 / eta
-        ax = axes[0, col]
+        step, edge, cross = arrays[f"{key}_step"], 2.0 / eta, m[f"{tag}_first_cross_step"]
+        ax, legend = axes[0, col], dict(fontsize=7, loc="lower right") if col == 0 else None
         ax.axhspan(BAND[0] * edge, BAND[1] * edge, color="gray", alpha=0.15, lw=0)
         ax.axhline(edge, color="k", ls="--", lw=0.9, label="2/η")
-        ax.plot(step, s, color=c, lw=1.1, label="tracked λ_max")
-        ax.plot(arrays[f"{key}_validation_step"], arrays[f"{key}_validation_sharpness"], "kx",
-                ms=6, label="Lanczos-90 check")  # fmt: skip
-        cross = m[f"{tag}_first_cross_step"]
+        ax.plot(step, arrays[f"{key}_sharpness"], color=c, lw=1.1, label="tracked λ_max")
+        checks = arrays[f"{key}_validation_step"], arrays[f"{key}_validation_sharpness"]
+        ax.plot(*checks, "kx", ms=6, label="Lanczos-90 check")
+        crossed = [] if cross == "never" else [cross]
         if cross != "never":
-            ax.axvline(cross, color="gray", ls=":", lw=0.9)
             med = m[f"{tag}_late_median_sharpness_over_two_over_eta"]
             sub = f"cross at step {cross}, late median {med:.2f}·2/η"
         else:
             sub = "never reaches 0.9·2/η"
-        ax.set_ylim(0, 1.45 * edge)
+        ylabel = "sharpness λ_max" if col == 0 else None
+        decorate(ax, ylim=(0, 1.45 * edge), ylabel=ylabel, legend=legend, vlines=crossed)
         ax.set_title(f"η = {eta:g} (2/η = {edge:g})\n{sub}", fontsize=8.5)
         ax.set_xlabel("GD step")
-        if col == 0:
-            ax.set_ylabel("sharpness λ_max")
-            ax.legend(fontsize=7, loc="lower right")
-        ax = axes[1, col]
-        lo, hi = arrays[f"{key}_loss_min"], arrays[f"{key}_loss_max"]
+
+        ax, lo, hi = axes[1, col], arrays[f"{key}_loss_min"], arrays[f"{key}_loss_max"]
         ax.fill_between(step[1:], lo, hi, color=c, alpha=0.3, lw=0, label="min–max per chunk")
         ax.plot(step, arrays[f"{key}_loss"], color=c, lw=0.9, label="loss")
         if cross != "never":
-            ax.axvline(cross, color="gray", ls=":", lw=0.9)
-            up = m[f"{tag}_late_up_step_fraction"]
-            ax.set_title(f"after crossing: {100 * up:.0f}% of steps raise the loss", fontsize=8.5)
+            sub = f"after crossing: {100 * m[f'{tag}_late_up_step_fraction']:.0f}%"
         else:
-            up = m[f"{tag}_up_step_fraction_whole_run"]
-            ax.set_title(f"whole run: {100 * up:.0f}% of steps raise the loss", fontsize=8.5)
-        ax.set_yscale("log")
-        ax.set_xlabel("GD step")
-        if col == 0:
-            ax.set_ylabel("train loss (MSE)")
-            ax.legend(fontsize=7)
+            sub = f"whole run: {100 * m[f'{tag}_up_step_fraction_whole_run']:.0f}%"
+        ylabel, legend = ("train loss (MSE)", dict(fontsize=7)) if col == 0 else (None, None)
+        decorate(ax, yscale="log", xlabel="GD step", ylabel=ylabel, legend=legend, vlines=crossed)
+        ax.set_title(f"{sub} of steps raise the loss", fontsize=8.5)
     fig.suptitle(
         f"Full-batch GD, tanh MLP ({m['mnist1d_mlp_params']} params) on "
-        f"{m['mnist1d_train_samples']} MNIST-1D signals: sharpness λ_max against 2/η "
+        f"{m['mnist1d_train_samples']} MNIST-1D signals: sharpness λ_max against 2/η\n"
         "(grey band: 0.8–1.2 · 2/η; dotted: first step at 0.9 · 2/η)",
         fontsize=10,
     )
-    fig.tight_layout()
     return fig

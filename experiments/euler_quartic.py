@@ -23,12 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 from matplotlib.ticker import NullFormatter
 
-from terrain_jax import walk_many
-from terrain_jax.analysis import loglog_slope
+from terrain_jax.analysis import loglog_slope, runs
 from terrain_jax.attractors import orbit_fates
 from terrain_jax.ode import integrate
-from terrain_jax.optim import gradient_flow
-from terrain_jax.plotting import figure
+from terrain_jax.optim import gradient_flow, sweep
+from terrain_jax.plotting import convergence, curves, decorate, figure
 from terrain_jax.terrains import get_terrain
 
 from ._common import claim
@@ -71,19 +70,6 @@ def _flow(loss, theta0: float, ts: np.ndarray) -> np.ndarray:
     return np.asarray(traj.ys[:, 0])
 
 
-def _intervals(etas: np.ndarray, mask: np.ndarray) -> list[list[float]]:
-    """Maximal runs of ``mask`` on the ``etas`` grid, as ``[first η, last η]`` pairs."""
-    out, start = [], None
-    for i, m in enumerate(mask):
-        if m and start is None:
-            start = i
-        if start is not None and (not m or i == len(mask) - 1):
-            end = i if m else i - 1
-            out.append([float(etas[start]), float(etas[end])])
-            start = None
-    return out
-
-
 def run(seed: int, quick: bool) -> dict:
     del seed  # deterministic: no randomness
     n_order = 6 if quick else 9  # n = 16 · 2^j steps to T_ORDER
@@ -95,10 +81,7 @@ def run(seed: int, quick: bool) -> dict:
     claims = []
     with jax.enable_x64(True):
         terrain = get_terrain("quartic")
-
-        def loss(theta):
-            return terrain.value(theta)
-
+        loss = terrain.value  # L(θ) = 0.25θ⁴ − 2θ² + θ + 6
         minima = np.asarray(terrain.minima[:, 0], dtype=np.float64)  # (global, local)
         theta_max = float(terrain.maxima[0, 0])
         curv = 3 * minima**2 - 4
@@ -112,7 +95,7 @@ def run(seed: int, quick: bool) -> dict:
         # -- the three step sizes from both starts, against the flow
         starts = (THETA0, BOOK_THETA0)
         x0s = jnp.asarray(starts)[:, None]
-        path = walk_many(loss, "sgd", x0s, STEPS, hyper_grid={"learning_rate": jnp.asarray(ETAS)})
+        path = sweep(loss, "sgd", x0s, STEPS, ETAS).path
         pos = np.asarray(path.positions[..., 0])  # (eta, start, STEPS + 1)
         ks = {eta: np.arange(int(np.floor(HORIZON / eta + 1e-9)) + 1) for eta in ETAS}
         t_dense = np.linspace(0.0, HORIZON, 401)
@@ -165,10 +148,7 @@ def run(seed: int, quick: bool) -> dict:
         # -- first order: global error at T_ORDER against η = T_ORDER / n
         ns = 16 * 2 ** np.arange(n_order)
         etas_o = T_ORDER / ns
-        p_o = walk_many(
-            loss, "sgd", jnp.asarray([[THETA0]]), int(ns[-1]),
-            hyper_grid={"learning_rate": jnp.asarray(etas_o)},
-        )  # fmt: skip
+        p_o = sweep(loss, "sgd", jnp.asarray([[THETA0]]), int(ns[-1]), etas_o).path
         at_t = np.asarray(p_o.positions[:, 0, :, 0])[np.arange(ns.size), ns]
         flow_t = flows[THETA0][np.searchsorted(ts_all, T_ORDER)]
         err = np.abs(at_t - flow_t)
@@ -188,10 +168,8 @@ def run(seed: int, quick: bool) -> dict:
 
         # -- stability edge at each minimum: start 1e-4 off it, fine η grid
         etas_e = np.linspace(0.01, 0.5, n_edge)  # from 0.01: smaller η converge too slowly
-        p_e = walk_many(
-            loss, "sgd", jnp.asarray(minima[:, None] + 1e-4), STEPS, every=STEPS,
-            hyper_grid={"learning_rate": jnp.asarray(etas_e)},
-        )  # fmt: skip
+        x0e = jnp.asarray(minima[:, None] + 1e-4)
+        p_e = sweep(loss, "sgd", x0e, STEPS, etas_e, every=STEPS).path
         end_e = np.asarray(p_e.positions[:, :, -1, 0])  # (eta, minimum)
         # walk j (started next to minimum j) ended within TOL of minimum j
         conv_e = orbit_fates(end_e[..., None, None], minima[:, None], TOL).label == [0, 1]
@@ -220,21 +198,18 @@ def run(seed: int, quick: bool) -> dict:
 
         # -- sweep of η from θ0 = 0: where does GD end, against the flow's basin?
         etas_s = np.linspace(0.01, 0.8, n_sweep)  # from 0.01: smaller η converge too slowly
-        p_s = walk_many(
-            loss, "sgd", jnp.asarray([[THETA0]]), STEPS,
-            hyper_grid={"learning_rate": jnp.asarray(etas_s)},
-        )  # fmt: skip
+        p_s = sweep(loss, "sgd", jnp.asarray([[THETA0]]), STEPS, etas_s).path
         tails = np.asarray(p_s.positions[:, 0, -TAIL:, 0])
         fates_s = orbit_fates(tails[..., None], minima[:, None], TOL, min_period=_MIN_PERIOD)
         fates_s = fates_s.names(_MIN_NAMES)
         flow_dest = metrics["start0_flow_destination"]
         for f in _FATE_COLORS:
             metrics[f"sweep_fraction_{f}"] = float(np.mean(fates_s == f))
-            metrics[f"sweep_eta_intervals_{f}"] = _intervals(etas_s, fates_s == f)
+            metrics[f"sweep_eta_intervals_{f}"] = runs(etas_s, fates_s == f)
         other = fates_s == ("local_min" if flow_dest == "global_min" else "global_min")
         side = np.where(flow_dest == "global_min", tails > theta_max, tails < theta_max)
         in_other_basin = np.all(side & np.isfinite(tails), axis=1)
-        metrics["sweep_eta_intervals_tail_in_other_basin"] = _intervals(etas_s, in_other_basin)
+        metrics["sweep_eta_intervals_tail_in_other_basin"] = runs(etas_s, in_other_basin)
         metrics["sweep_eta_points"] = n_sweep
         metrics["sweep_smallest_eta_not_ending_at_flow_min"] = float(
             etas_s[np.argmax(fates_s != flow_dest)]
@@ -249,10 +224,7 @@ def run(seed: int, quick: bool) -> dict:
         # -- a grid of starts × step sizes: which minimum GD reaches vs the flow's
         grid0 = np.linspace(-3.5, 3.5, n_starts)
         etas_b = np.asarray(BASIN_ETAS)
-        p_g = walk_many(
-            loss, "sgd", jnp.asarray(grid0[:, None]), STEPS, every=STEPS,
-            hyper_grid={"learning_rate": jnp.asarray(etas_b)},
-        )  # fmt: skip
+        p_g = sweep(loss, "sgd", jnp.asarray(grid0[:, None]), STEPS, etas_b, every=STEPS).path
         end_g = np.asarray(p_g.positions[:, :, -1, 0])  # (eta, start)
         flow_g = np.where(grid0 < theta_max, 0, 1)  # 1-D flow: the side of the maximum
         # fate of each end point: 0, 1 the minima, 2 not settled, 3 diverged (|θ| > 1e6)
@@ -413,109 +385,70 @@ def plot(result: dict, arrays: dict):
     mins = [m["quartic_global_min_theta"], m["quartic_local_min_theta"]]
     edges = [m["quartic_global_min_stability_edge_2_over_curv"],
              m["quartic_local_min_stability_edge_2_over_curv"]]  # fmt: skip
+    walk = dict(marker="o", ms=3, lw=0.7, alpha=0.8)
 
-    ax = axes[0, 0]
-    th = np.linspace(-3.2, 3.2, 400)
-    ax.plot(th, _quartic_np(th), color="k", lw=1.2)
+    ax, th = axes[0, 0], np.linspace(-3.2, 3.2, 400)
+    paths, styles = {"_L": (th, _quartic_np(th))}, {"_L": dict(color="k", lw=1.2)}
     for eta in ETAS:
         w = arrays[f"start0_eta{eta:g}_walk"][:25]
         w = w[np.isfinite(w) & (np.abs(w) < 3.4)]
-        ax.plot(
-            w,
-            _quartic_np(w),
-            "o-",
-            ms=3,
-            lw=0.7,
-            alpha=0.8,
-            color=_COLORS[eta],
-            label=f"η = {eta:g}: {m[f'start0_eta{eta:g}_fate_after_{STEPS}_steps']}",
-        )
+        label = f"η = {eta:g}: {m[f'start0_eta{eta:g}_fate_after_{STEPS}_steps']}"
+        paths[label], styles[label] = (w, _quartic_np(w)), dict(walk, color=_COLORS[eta])
+    curves(ax, None, paths, styles=styles, ylim=(-1, 16), xlabel="θ")
     ax.plot([THETA0], [_quartic_np(np.asarray(THETA0))], "k*", ms=9, label=f"start θ0 = {THETA0:g}")
-    ax.set_ylim(-1, 16)
-    ax.set_xlabel("θ")
-    ax.set_ylabel("L(θ) = 0.25θ⁴ − 2θ² + θ + 6")
-    ax.set_title("GD walks on the quartic (first 25 steps)")
-    ax.legend(fontsize=7, loc="upper center")
+    title = "GD walks on the quartic (first 25 steps)"
+    decorate(ax, ylabel="L(θ) = 0.25θ⁴ − 2θ² + θ + 6", title=title, legend="upper center")
 
     for ax, tag, s in ((axes[0, 1], "start0", THETA0), (axes[0, 2], "book", BOOK_THETA0)):
-        ax.plot(
-            arrays["t_dense"],
-            arrays[f"{tag}_flow_dense"],
-            color="k",
-            lw=1.6,
-            label="gradient flow (Tsit5, rtol 1e-12)",
-        )
+        flow = "gradient flow (Tsit5, rtol 1e-12)"
+        paths = {flow: (arrays["t_dense"], arrays[f"{tag}_flow_dense"])}
+        styles = {flow: dict(color="k", lw=1.6)}
         for eta in ETAS:
             w = arrays[f"{tag}_eta{eta:g}_walk"]
             t = eta * np.arange(w.size)
             w = np.where(np.abs(w) < 4, w, np.nan)  # break the line where it leaves the panel
-            keep = t <= 6
             dev = m[f"{tag}_eta{eta:g}_max_abs_deviation_from_flow_t_le_{HORIZON:g}"]
-            ax.plot(
-                t[keep],
-                w[keep],
-                "o-",
-                ms=2.5,
-                lw=0.8,
-                color=_COLORS[eta],
-                label=f"GD η = {eta:g}: max |θ_k − θ(kη)| = {_fmt(dev, '.3g')}",
-            )
-        for mn in mins:
-            ax.axhline(mn, color="gray", ls=":", lw=0.8)
-        ax.set_ylim(-3.5, 3.5)
-        ax.set_xlim(0, 6)
-        ax.set_xlabel("t = kη")
-        ax.set_ylabel("θ")
-        ax.set_title(f"θ(t) from θ0 = {s:g}" + (" (book's start)" if tag == "book" else ""))
-        ax.legend(fontsize=6.5, loc="center right" if tag == "start0" else "lower right")
+            label = f"GD η = {eta:g}: max |θ_k − θ(kη)| = {_fmt(dev, '.3g')}"
+            paths[label] = (t[t <= 6], w[t <= 6])
+            styles[label] = dict(marker="o", ms=2.5, lw=0.8, color=_COLORS[eta])
+        curves(ax, None, paths, styles=styles, ylim=(-3.5, 3.5), xlim=(0, 6), xlabel="t = kη")
+        title = f"θ(t) from θ0 = {s:g}" + (" (book's start)" if tag == "book" else "")
+        loc = "center right" if tag == "start0" else "lower right"
+        decorate(ax, ylabel="θ", title=title, legend=dict(fontsize=6.5, loc=loc), hlines=mins)
 
-    ax = axes[1, 0]
-    e, err = arrays["order_etas"], arrays["order_err"]
-    ax.loglog(e, err, "o-", color="C0", label=f"|θ_n − θ(T)|, T = {m['order_T']:g}")
-    ax.loglog(e, err[-1] * e / e[-1], "k--", lw=0.8, label="slope 1")
-    ax.set_xlabel("η")
-    ax.set_ylabel("global error at T")
+    ax, e, err = axes[1, 0], arrays["order_etas"], arrays["order_err"]
+    title = f"First order: log-log slope {m['order_loglog_slope_smallest_half']:.4f}"
+    errors = {f"|θ_n − θ(T)|, T = {m['order_T']:g}": err}
+    convergence(ax, e, errors, slopes={"slope 1": 1}, through=(e[-1], err[-1]), title=title)
+    decorate(ax, xlabel="η", ylabel="global error at T", legend=True)
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_title(f"First order: log-log slope {m['order_loglog_slope_smallest_half']:.4f}")
-    ax.legend(fontsize=7)
 
     ax = axes[1, 1]
-    etas_e = arrays["edge_etas"]
     for name, c, edge in zip(("global", "local"), ("#0072b2", "#009e73"), edges, strict=True):
+        eta_max = _fmt(m[f"edge_{name}_min_measured_eta_max"], ".4f")
         d = np.clip(arrays[f"edge_{name}_dist"], 1e-18, 1e3)
-        ax.semilogy(
-            etas_e,
-            d,
-            color=c,
-            lw=1.1,
-            label=f"{name} min: measured η_max = "
-            f"{_fmt(m[f'edge_{name}_min_measured_eta_max'], '.4f')}",
-        )
+        label = f"{name} min: measured η_max = {eta_max}"
+        ax.semilogy(arrays["edge_etas"], d, color=c, lw=1.1, label=label)
         ax.axvline(edge, color=c, ls="--", lw=0.8, label=f"2/L'' = {edge:.4f}")
-    ax.set_xlabel("η")
-    ax.set_ylabel(f"|θ_N − θ*| after N = {STEPS} (start 1e-4 off)")
-    ax.set_title("Stability edge at each minimum")
-    ax.legend(fontsize=6.5)
+    ylabel = f"|θ_N − θ*| after N = {STEPS} (start 1e-4 off)"
+    title = "Stability edge at each minimum"
+    decorate(ax, xlabel="η", ylabel=ylabel, title=title, legend=dict(fontsize=6.5))
 
     ax = axes[1, 2]
     etas_s, tails, code = arrays["sweep_etas"], arrays["sweep_tails"], arrays["sweep_fate_code"]
-    names = list(_FATE_COLORS)
-    for i, name in enumerate(names):
+    for i, name in enumerate(_FATE_COLORS):
         sel = code == i
         if not sel.any():
             continue
-        x = np.repeat(etas_s[sel], tails.shape[1])
-        y = tails[sel].ravel()
+        x, y = np.repeat(etas_s[sel], tails.shape[1]), tails[sel].ravel()
         ax.plot(x, y, ".", ms=1.2, mew=0, color=_FATE_COLORS[name], alpha=0.7)
         ax.plot([], [], "s", color=_FATE_COLORS[name], label=name.replace("_", " "))
     for edge, c in zip(edges, ("#0072b2", "#009e73"), strict=True):
         ax.axvline(edge, color=c, ls="--", lw=0.8)
     for eta in ETAS:
         ax.axvline(eta, color=_COLORS[eta], lw=0.6, alpha=0.6)
-    ax.set_ylim(-3.5, 3.5)
-    ax.set_xlabel("η")
-    ax.set_ylabel(f"last {TAIL} iterates of {STEPS}")
-    ax.set_title(f"Where GD from θ0 = {THETA0:g} ends, per η")
+    title = f"Where GD from θ0 = {THETA0:g} ends, per η"
+    ylabel = f"last {TAIL} iterates of {STEPS}"
+    decorate(ax, ylim=(-3.5, 3.5), xlabel="η", ylabel=ylabel, title=title)
     ax.legend(fontsize=6.5, markerscale=0.8, loc="upper left")
-    fig.tight_layout()
     return fig

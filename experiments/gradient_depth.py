@@ -8,7 +8,7 @@ package's offline generator with its published seed 42) with a linear stem ``40 
 ``L`` MLP blocks ``f(x) = W₂ tanh(W₁ x + b₁) + b₂`` (width 64, hidden 64) and a linear
 readout ``64 → 10``, for ``L ∈ {10, 30, 100, 300, 1000}``.
 
-Per-layer gradients come from :func:`terrain_jax.spectra.layer_gradient_norms`: one
+Per-layer gradients come from :func:`terrain_jax.nets.layer_gradient_norms`: one
 backward pass gives ``‖∂L/∂x_k‖`` for every state (``k = 0 … L``, mean cross-entropy
 over a fixed batch of 512 training signals) and ``‖∂L/∂θ_k‖`` for every block.
 
@@ -24,7 +24,7 @@ depth-1000 stack, so the nets are nested):
   independent block outputs (and of the product ``Π(I + h J_k)``) bounded in ``L``;
 - ``resnet_hT/L``: ``h = T/L`` with ``T = 1``, the ODE (Euler) scaling;
 - ``scaled``: ``x ← (1 − β) x + α f_k(x)`` with ``β = 0.01`` and ``α = β / max_k Lip(f_k)``
-  (upper bound of :func:`~terrain_jax.spectra.lipschitz_upper_bound` at init): the
+  (upper bound of :func:`~terrain_jax.fields.lipschitz_upper_bound` at init): the
   non-expansive choice;
 - ``highway``: ``x ← x + T_k(x) ⊙ (f_k(x) − x)`` with the library's default gate bias
   ``−1`` (``T ≈ 0.27``).
@@ -63,11 +63,11 @@ import numpy as np
 import optax
 
 from terrain_jax import HighwayNet, PlainNet, ResidualNet, ScaledResidualNet
-from terrain_jax.analysis import log_linear_rate, loglog_slope
+from terrain_jax.analysis import gradient_decay, loglog_slope
 from terrain_jax.data import mnist1d
 from terrain_jax.fields import lipschitz_upper_bound
-from terrain_jax.nets import Gate, layer_gradient_norms, make_blocks
-from terrain_jax.plotting import figure
+from terrain_jax.nets import Classifier, make_blocks, make_gates
+from terrain_jax.plotting import curves, decorate, depth_profile, figure, integer_ticks
 from terrain_jax.train import cross_entropy, fit
 
 from ._common import claim
@@ -120,29 +120,10 @@ COLOR = {
 }
 
 
-class Model(eqx.Module):
-    """``readout(net(stem(x)))``: linear stem ``40 → 64``, a depth net, linear readout."""
-
-    stem_w: jax.Array
-    stem_b: jax.Array
-    net: eqx.Module
-    out_w: jax.Array
-    out_b: jax.Array
-
-    def embed(self, x):
-        return x @ self.stem_w.T + self.stem_b
-
-    def head(self, z):
-        return z @ self.out_w.T + self.out_b
-
-    def __call__(self, x):
-        return self.head(self.net(self.embed(x)))
-
-
 class Stack(eqx.Module):
-    """Several same-shaped :class:`Model` s stacked on a leading axis, run with ``vmap``."""
+    """Several same-shaped :class:`Classifier` s stacked on a leading axis, run with ``vmap``."""
 
-    models: Model
+    models: Classifier
 
     def __call__(self, x):
         # α and β are fixed hyper-parameters, not trained: no gradient reaches them (Adam
@@ -157,74 +138,43 @@ def _stack(trees):
     return jtu.tree_map(lambda *a: jnp.stack(a), *trees)
 
 
-def _head_tail(key):
-    ks, ko = jax.random.split(key)
-    stem_w = jax.random.normal(ks, (WIDTH, FEATURES)) / np.sqrt(FEATURES)
-    lim = 1.0 / np.sqrt(WIDTH)
-    out_w = jax.random.uniform(ko, (CLASSES, WIDTH), minval=-lim, maxval=lim)
-    return stem_w, jnp.zeros((WIDTH,)), out_w, jnp.zeros((CLASSES,))
-
-
-def _strong(tree):
-    """Every float leaf strongly typed: ``Gate``'s bias is created weakly typed, and an
-    optimizer update makes it strong, which would recompile ``_measure`` for the trained
-    net."""
-    return jtu.tree_map(lambda a: jnp.asarray(a, a.dtype) if eqx.is_inexact_array(a) else a, tree)
-
-
 def _slice(tree, L):
     params, static = eqx.partition(tree, eqx.is_array)
     return eqx.combine(jtu.tree_map(lambda a: a[:L], params), static)
 
 
-def _profile(model: Model, x, y) -> dict:
-    """Per-layer state and parameter gradient norms of the mean cross-entropy."""
-    return layer_gradient_norms(
-        model.net, lambda z, yy: cross_entropy(model.head(z), yy), model.embed(x), y
-    )
-
-
-class Pair(eqx.Module):
-    """The vmapped :class:`Stack` and the highway :class:`Model`, trained and measured
+def _pair_loss(pair: tuple, xb, yb):
+    """Summed loss of the pair ``(Stack, highway Classifier)``, trained and measured
     together (one compile per depth; their parameters do not interact)."""
-
-    stack: Stack
-    highway: Model
-
-
-def _pair_loss(pair: Pair, xb, yb):
-    per = jax.vmap(cross_entropy, (0, None))(pair.stack(xb), yb)
-    return jnp.sum(per) + cross_entropy(pair.highway(xb), yb)
+    stack, highway = pair
+    per = jax.vmap(cross_entropy, (0, None))(stack(xb), yb)
+    return jnp.sum(per) + cross_entropy(highway(xb), yb)
 
 
 @eqx.filter_jit
-def _measure(pair: Pair, x, y, x_test, y_test):
-    """Gradient profiles, test accuracy and the highway's mean gate, for every family."""
-    prof = eqx.filter_vmap(lambda m: _profile(m, x, y))(pair.stack.models)
-    prof_hw = _profile(pair.highway, x, y)
-    acc = jnp.mean((jnp.argmax(pair.stack(x_test), -1) == y_test[None]).astype(jnp.float32), -1)
-    acc_hw = jnp.mean((jnp.argmax(pair.highway(x_test), -1) == y_test).astype(jnp.float32))
-    hw = pair.highway
-    hs = hw.net(hw.embed(x), return_hidden=True)[1][:-1]
-    gate = jnp.mean(jax.vmap(lambda g, h: g(h))(hw.net.blocks[1], hs))
-    return prof, prof_hw, acc, acc_hw, gate
-
-
-def _ratio(s: np.ndarray) -> float:
-    return float(s[0] / s[-1]) if s[-1] > 0 else float("nan")
+def _measure(pair: tuple, x, y, x_test, y_test):
+    """Gradient profiles and test accuracy of every family (:data:`FAMILIES` order), and
+    the highway's mean gate."""
+    stack, hw = pair
+    prof = eqx.filter_vmap(lambda m: m.gradient_norms(cross_entropy, x, y))(stack.models)
+    prof_hw = hw.gradient_norms(cross_entropy, x, y)
+    prof = {k: jnp.concatenate([v, prof_hw[k][None]]) for k, v in prof.items()}
+    logits = jnp.concatenate([stack(x_test), hw(x_test)[None]])
+    acc = jnp.mean((jnp.argmax(logits, -1) == y_test[None]).astype(jnp.float32), -1)
+    return prof, acc, jnp.mean(hw.net.gate_values(hw.embed(x)))
 
 
 @eqx.filter_jit
 def _setup(key, Lmax: int):
     """One compiled call (instead of dozens of eager ops): ``Lmax`` stacked blocks with
-    the uniform init, the highway gates, stem and readout, and each block's Lipschitz
-    upper bound."""
+    the uniform init, the highway gates, the key of the stem and readout (every
+    :class:`Classifier` draws the same ones from it), and each block's Lipschitz upper
+    bound."""
     kb, kg, kh = jax.random.split(key, 3)
     blocks_u = make_blocks("mlp", WIDTH, HIDDEN, Lmax, init="uniform", activation="tanh", key=kb)
-    gates = eqx.filter_vmap(lambda k: Gate(WIDTH, key=k, bias=HIGHWAY_BIAS))(
-        jax.random.split(kg, Lmax)
-    )
-    return blocks_u, gates, _head_tail(kh), lipschitz_upper_bound(blocks_u), kb
+    gates = make_gates(WIDTH, Lmax, key=kg, bias=HIGHWAY_BIAS)
+    head = dict(key=kh)
+    return blocks_u, gates, head, lipschitz_upper_bound(blocks_u), kb
 
 
 def _orthogonal_blocks(kb, Lmax: int):
@@ -240,36 +190,22 @@ def _build(L: int, blocks_u, blocks_o, gates, head, lip_max):
     models = []
     for init, alpha, beta in VMAPPED.values():
         blocks = _slice(blocks_u if init == "uniform" else blocks_o, L)
-        net = ScaledResidualNet(
-            WIDTH,
-            HIDDEN,
-            L,
-            key=jax.random.PRNGKey(0),  # unused: blocks are given
-            blocks=blocks,
-            alpha=jnp.asarray(alpha(L, lip_max), jnp.float32),
-            beta=jnp.asarray(beta, jnp.float32),
-        )
-        models.append(Model(head[0], head[1], net, head[2], head[3]))
-    stack = Stack(_stack(models))
-    hw = HighwayNet(
-        WIDTH,
-        HIDDEN,
-        L,
-        key=jax.random.PRNGKey(0),
-        blocks=(_slice(blocks_u, L), _slice(gates, L)),
-    )
-    return _strong(Pair(stack, Model(head[0], head[1], hw, head[2], head[3])))
+        a, b = jnp.asarray(alpha(L, lip_max), jnp.float32), jnp.asarray(beta, jnp.float32)
+        net = ScaledResidualNet(WIDTH, HIDDEN, L, blocks=blocks, alpha=a, beta=b)
+        models.append(Classifier(net, FEATURES, WIDTH, CLASSES, **head))
+    hw = HighwayNet(WIDTH, HIDDEN, L, blocks=(_slice(blocks_u, L), _slice(gates, L)))
+    return Stack(_stack(models)), Classifier(hw, FEATURES, WIDTH, CLASSES, **head)
 
 
 @eqx.filter_jit
 def _equivalence_profiles(models, x, y):
-    return [_profile(m, x, y)["state_grad_norms"] for m in models]
+    return [m.gradient_norms(cross_entropy, x, y)["state_grad_norms"] for m in models]
 
 
 def _equivalence(L, blocks_u, head, x, y) -> float:
     """Max relative difference of the gradient profiles of the ``(α, β)`` form vs
     :class:`PlainNet` / :class:`ResidualNet` (``h = 1/√L``) built from the same blocks."""
-    kw = dict(key=jax.random.PRNGKey(0), blocks=_slice(blocks_u, L))
+    kw = dict(blocks=_slice(blocks_u, L))
     h = 1.0 / np.sqrt(L)
     nets = [
         PlainNet(WIDTH, HIDDEN, L, **kw),
@@ -277,10 +213,8 @@ def _equivalence(L, blocks_u, head, x, y) -> float:
         ResidualNet(WIDTH, HIDDEN, L, h=h, **kw),
         ScaledResidualNet(WIDTH, HIDDEN, L, alpha=h, beta=0.0, **kw),
     ]
-    s = [
-        np.asarray(p)
-        for p in _equivalence_profiles([Model(*head[:2], n, *head[2:]) for n in nets], x, y)
-    ]
+    models = [Classifier(n, FEATURES, WIDTH, CLASSES, **head) for n in nets]
+    s = [np.asarray(p) for p in _equivalence_profiles(models, x, y)]
     return max(
         float(np.max(np.abs(ref - ours) / np.maximum(np.abs(ref), TINY)))
         for ref, ours in [(s[0], s[1]), (s[2], s[3])]
@@ -321,12 +255,10 @@ def run(seed: int, quick: bool) -> dict:
             )
             pairs.append(("trained", trained))
         for phase, pair in pairs:
-            prof, prof_hw, a, a_hw, g = _measure(pair, x_meas, y_meas, x_test, y_test)
-            for i, fam in enumerate(VMAPPED):
+            prof, a, g = _measure(pair, x_meas, y_meas, x_test, y_test)
+            for i, fam in enumerate(FAMILIES):
                 profiles[(phase, fam, L)] = {k: np.asarray(v[i]) for k, v in prof.items()}
                 acc[(phase, fam, L)] = float(a[i])
-            profiles[(phase, "highway", L)] = {k: np.asarray(v) for k, v in prof_hw.items()}
-            acc[(phase, "highway", L)] = float(a_hw)
             gate_mean[(phase, L)] = float(g)
 
     # in quick mode the check is skipped (one more compile); it is a property of the code
@@ -335,20 +267,10 @@ def run(seed: int, quick: bool) -> dict:
 
 
 def _summarise(depths, train_depths, steps, profiles, acc, gate_mean, lips, lip_max, equiv):
-    phases = ["init", "trained"]
-    ratio, rate, r2 = {}, {}, {}
-    for (phase, fam, L), p in profiles.items():
-        s = p["state_grad_norms"]
-        tag = f"{phase}/{fam}/L{L}"
-        ratio[tag] = _ratio(s)
-        # nepers/layer and R² of ln s_k against the layers back-propagated through, n = L − k,
-        # over s_k > TINY: a negative rate is a gradient shrinking on its way to the input
-        r = log_linear_rate(np.arange(s.size, dtype=float)[::-1], s, floor=TINY)
-        rate[tag], r2[tag] = r.rate, r.r2
-
-    def table(d, phase, fam, ds):
-        return [d[f"{phase}/{fam}/L{L}"] for L in ds]
-
+    # first/last ratio; nepers/layer and R² of ln s_k against the layers back-propagated
+    # through, n = L − k, over s_k > TINY (a negative rate is a gradient shrinking on its
+    # way to the input); layers at or below TINY
+    decay = {k: gradient_decay(p["state_grad_norms"], floor=TINY) for k, p in profiles.items()}
     metrics = {
         "dataset": "mnist1d (seed 42, 4000 train / 1000 test, 40 features)",
         "width": WIDTH,
@@ -368,18 +290,16 @@ def _summarise(depths, train_depths, steps, profiles, acc, gate_mean, lips, lip_
         "equivalence_max_rel_diff": equiv,
         "norm_floor_excluded_from_fits": TINY,
     }
-    for phase in phases:
+    for phase in ("init", "trained"):
         ds = depths if phase == "init" else train_depths
         for fam in FAMILIES:
-            metrics[f"mnist1d_{fam}_{phase}_grad_ratio_first_over_last"] = table(
-                ratio, phase, fam, ds
-            )
-            metrics[f"mnist1d_{fam}_{phase}_rate_per_layer"] = table(rate, phase, fam, ds)
-            metrics[f"mnist1d_{fam}_{phase}_rate_r2"] = table(r2, phase, fam, ds)
-            metrics[f"mnist1d_{fam}_{phase}_test_acc"] = [acc[(phase, fam, L)] for L in ds]
-            metrics[f"mnist1d_{fam}_{phase}_layers_below_floor"] = [
-                int(np.sum(profiles[(phase, fam, L)]["state_grad_norms"] <= TINY)) for L in ds
-            ]
+            d = [decay[(phase, fam, L)] for L in ds]
+            pre = f"mnist1d_{fam}_{phase}"
+            metrics[f"{pre}_grad_ratio_first_over_last"] = [float(x.ratio) for x in d]
+            metrics[f"{pre}_rate_per_layer"] = [float(x.rate) for x in d]
+            metrics[f"{pre}_rate_r2"] = [float(x.r2) for x in d]
+            metrics[f"{pre}_test_acc"] = [acc[(phase, fam, L)] for L in ds]
+            metrics[f"{pre}_layers_below_floor"] = [int(x.below_floor) for x in d]
         metrics[f"mnist1d_highway_{phase}_mean_gate"] = [gate_mean[(phase, L)] for L in ds]
     r = np.asarray(metrics["mnist1d_plain_orthogonal_init_grad_ratio_first_over_last"], float)
     metrics["mnist1d_plain_orthogonal_init_ratio_vs_depth_loglog_slope"] = (
@@ -400,10 +320,10 @@ def _claims(depths, train_depths, m) -> list:
     out = []
     # --- plain nets decay exponentially
     meas = {}
-    ok_default, ok_orth = True, True
+    ok = {"plain": True, "plain_orthogonal": True}  # exponential at every checked depth
     for phase, ds, L in [("init", depths, Lmax), ("trained", train_depths, Tmax)]:
         i = ds.index(L)
-        for fam in ("plain", "plain_orthogonal"):
+        for fam in ok:
             rate = m[f"mnist1d_{fam}_{phase}_rate_per_layer"][i]
             r2 = m[f"mnist1d_{fam}_{phase}_rate_r2"][i]
             ratio = m[f"mnist1d_{fam}_{phase}_grad_ratio_first_over_last"][i]
@@ -418,17 +338,15 @@ def _claims(depths, train_depths, m) -> list:
             expo = bool(
                 np.isfinite(rate) and rate < 0 and r2 >= DECAY_R2 and rate * L < np.log(1e-3)
             )
-            if fam == "plain":
-                ok_default &= expo
-            else:
-                ok_orth &= expo
-    for fam in ("plain", "plain_orthogonal"):
+            ok[fam] &= expo
+    for fam in ok:
         meas[f"{fam}_init_rates_by_depth"] = dict(
             zip(map(str, depths), m[f"mnist1d_{fam}_init_rate_per_layer"], strict=True)
         )
     meas["plain_orthogonal_init_power_law_exponent"] = m[
         "mnist1d_plain_orthogonal_init_ratio_vs_depth_loglog_slope"
     ]
+    ok_default, ok_orth = ok.values()
     verdict = "supported" if ok_default and ok_orth else ("nuanced" if ok_default else "refuted")
     out.append(
         claim(
@@ -486,70 +404,53 @@ def plot(result: dict, arrays: dict):
     depths, tds = m["depths"], m["train_depths"]
     Lmax, Tmax = depths[-1], tds[-1]
     fig, axes = figure(2, 3, size=(4.6, 3.5))
+    colors = {LABELS[f]: COLOR[f] for f in FAMILIES}
+    trained = dict(marker="s", ls="--", ms=4, mfc="none", lw=1)
     for col, (phase, L) in enumerate([("init", Lmax), ("trained", Tmax)]):
-        ax = axes[0, col]
-        for fam in FAMILIES:
-            s = _arr(arrays, phase, "state", L, fam)
-            if s is None:
-                continue
-            ax.semilogy(np.arange(s.size), _pos(s / s[-1]), color=COLOR[fam], lw=1.2)
-        ax.axhspan(1 / BOUND, BOUND, color="k", alpha=0.06, lw=0)
-        ax.set_xlabel("layer k (0 = input of the first block)")
-        ax.set_ylabel("‖∂L/∂x_k‖ / ‖∂L/∂x_L‖")
-        title = "at initialisation" if phase == "init" else f"after {m['train_steps']} Adam steps"
-        ax.set_title(f"state gradients, L = {L}, {title}")
-    ax = axes[0, 2]
-    for fam in FAMILIES:
-        ax.loglog(depths, _pos(m[f"mnist1d_{fam}_init_grad_ratio_first_over_last"]), "o-",
-                  color=COLOR[fam], ms=3.5, label=LABELS[fam])  # fmt: skip
-        ax.loglog(tds, _pos(m[f"mnist1d_{fam}_trained_grad_ratio_first_over_last"]), "s--",
-                  color=COLOR[fam], ms=4, mfc="none", lw=1)  # fmt: skip
-    floor = 1e-16
+        s = {LABELS[f]: _arr(arrays, phase, "state", L, f) for f in FAMILIES}
+        when = "at initialisation" if phase == "init" else f"after {m['train_steps']} Adam steps"
+        kw = dict(styles=colors, style=dict(lw=1.2), title=f"state gradients, L = {L}, {when}")
+        s = {lab: v for lab, v in s.items() if v is not None}
+        depth_profile(axes[0, col], s, within=BOUND, **kw)
+        axes[0, col].set_xlabel("layer k (0 = input of the first block)")
+
+    ax, floor = axes[0, 2], 1e-16
     for j, fam in enumerate(FAMILIES):
         jitter = 1.0 + 0.06 * (j - (len(FAMILIES) - 1) / 2)  # side by side on the log axis
-        for phase, mk, y0 in [("init", "v", floor), ("trained", "s", floor / 30)]:
-            ds = depths if phase == "init" else tds
+        for phase, ds, mk, y0 in [("init", depths, "v", floor), ("trained", tds, "s", floor / 30)]:
             r = np.asarray(m[f"mnist1d_{fam}_{phase}_grad_ratio_first_over_last"], dtype=float)
-            below = np.asarray(ds, dtype=float)[r == 0] * jitter
-            ax.plot(below, np.full(below.size, y0), mk, color=COLOR[fam], ms=5, mfc="none"
-                    if phase == "trained" else COLOR[fam])  # fmt: skip
+            style = dict(marker="o", ms=3.5, label=LABELS[fam]) if phase == "init" else trained
+            ax.loglog(ds, _pos(r), color=COLOR[fam], **style)
+            below = np.asarray(ds, dtype=float)[r == 0] * jitter  # under the float32 norm floor
+            face = COLOR[fam] if phase == "init" else "none"
+            ax.plot(below, np.full(below.size, y0), mk, color=COLOR[fam], ms=5, mfc=face)
     ax.plot([], [], "kv", ms=5, label="below the float32 norm floor (v init, □ trained)")
-    ax.set_ylim(floor / 300, None)
     ax.axhspan(1 / BOUND, BOUND, color="k", alpha=0.06, lw=0)
-    ax.set_xlabel("depth L (blocks)")
+    title = "first/last gradient ratio (o init, □ trained)"
+    decorate(ax, ylim=(floor / 300, None), xlabel="depth L (blocks)", title=title)
     ax.set_ylabel("‖∂L/∂x_0‖ / ‖∂L/∂x_L‖")
-    ax.set_title("first/last gradient ratio (o init, □ trained)")
-    ax.minorticks_off()
-    ax.set_xticks(depths)
-    ax.set_xticklabels([str(d) for d in depths])
+    integer_ticks(ax, depths)
     handles, labels = ax.get_legend_handles_labels()
-    ax = axes[1, 0]
-    for fam in FAMILIES:
-        p = _arr(arrays, "init", "param", Lmax, fam)
-        ax.semilogy(np.arange(p.size), _pos(p), color=COLOR[fam], lw=1.2)
-    ax.set_xlabel("block k")
-    ax.set_ylabel("‖∂L/∂θ_k‖")
-    ax.set_title(f"parameter gradients, L = {Lmax}, at initialisation")
+
+    p = {LABELS[f]: _pos(_arr(arrays, "init", "param", Lmax, f)) for f in FAMILIES}
+    title = f"parameter gradients, L = {Lmax}, at initialisation"
+    curves(axes[1, 0], None, p, styles=colors, style=dict(lw=1.2), yscale="log", title=title)
+    decorate(axes[1, 0], xlabel="block k", ylabel="‖∂L/∂θ_k‖")
+
     ax = axes[1, 1]
     for fam in FAMILIES:
-        r = np.asarray(m[f"mnist1d_{fam}_init_rate_per_layer"], dtype=float)
-        ax.semilogx(depths, r, "o-", color=COLOR[fam], ms=3.5)
-        rt = np.asarray(m[f"mnist1d_{fam}_trained_rate_per_layer"], dtype=float)
-        ax.semilogx(tds, rt, "s--", color=COLOR[fam], ms=4, mfc="none", lw=1)
+        ax.semilogx(depths, m[f"mnist1d_{fam}_init_rate_per_layer"], "o-", color=COLOR[fam], ms=3.5)
+        ax.semilogx(tds, m[f"mnist1d_{fam}_trained_rate_per_layer"], color=COLOR[fam], **trained)
     ax.set_yscale("symlog", linthresh=1e-3)
     ax.axhline(0, color="k", lw=0.6)
-    ax.set_xlabel("depth L (blocks)")
-    ax.set_ylabel("fitted d ln‖∂L/∂x_k‖ / d(L − k)")
-    ax.set_title("per-layer rate (o init, □ trained)")
-    ax.minorticks_off()
-    ax.set_xticks(depths)
-    ax.set_xticklabels([str(d) for d in depths])
-    ax = axes[1, 2]
-    ax.axis("off")
-    ax.legend(handles, labels, loc="center left", fontsize=8, title="family (MNIST-1D, width 64)")
+    xlabel, ylabel = "depth L (blocks)", "fitted d ln‖∂L/∂x_k‖ / d(L − k)"
+    decorate(ax, xlabel=xlabel, ylabel=ylabel, title="per-layer rate (o init, □ trained)")
+    integer_ticks(ax, depths)
+    axes[1, 2].axis("off")
+    title = "family (MNIST-1D, width 64)"
+    axes[1, 2].legend(handles, labels, loc="center left", fontsize=8, title=title)
     fig.suptitle(
         "Gradient norms through depth (shaded: within 10×; curves stop where the float32 norm "
         f"underflows); trained at L = {', '.join(map(str, tds))}"
     )
-    fig.tight_layout()
     return fig

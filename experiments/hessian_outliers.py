@@ -38,7 +38,7 @@ from terrain_jax.curvature import (
 )
 from terrain_jax.data import digits
 from terrain_jax.linalg import hutchinson_trace, spectral_density
-from terrain_jax.plotting import figure
+from terrain_jax.plotting import curves, decorate, figure
 from terrain_jax.train import accuracy, cross_entropy, fit
 
 from ._common import claim
@@ -107,7 +107,6 @@ def run(seed: int, quick: bool) -> dict:
     data = digits(seed=seed)
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     C = data.num_classes
-    n_test = int(data.x_test.shape[0])
     k_init, k_train, k_spec = jax.random.split(jax.random.PRNGKey(seed), 3)
     model = eqx.nn.MLP(64, C, WIDTH, DEPTH, activation=jax.nn.relu, key=k_init)
     dim = sum(a.size for a in jax.tree.leaves(eqx.filter(model, eqx.is_inexact_array)))
@@ -178,17 +177,18 @@ def run(seed: int, quick: bool) -> dict:
         for k in ("grid", "density", "h_values", "g_values"):
             arrays[f"{k}_{tag}"] = s[k]
 
-    claims = _claims(metrics, trained, C, n_test)
+    claims = _claims(metrics, trained, C)
     return {"metrics": metrics, "claims": claims, "arrays": arrays}
 
 
-def _claims(m: dict, trained: tuple, C: int, n_test: int) -> list:
-    counts = {t: m[f"digits_mlp_step{t}_hessian_gap_count"] for t in trained}
-    ggn_counts = {t: m[f"digits_mlp_step{t}_ggn_gap_count"] for t in trained}
-    hits = [abs(c - C) <= 1 for c in counts.values()]
+def _claims(m: dict, trained: tuple, C: int) -> list:
+    def by_step(name: str) -> dict:
+        return {t: m[f"digits_mlp_step{t}_{name}"] for t in trained}
+
+    hits = [abs(c - C) <= 1 for c in by_step("hessian_gap_count").values()]
     v1 = "supported" if all(hits) else "nuanced" if any(hits) else "refuted"
-    overlaps = {t: m[f"digits_mlp_step{t}_topC_subspace_overlap_hessian_ggn"] for t in trained}
-    diffs = {t: m[f"digits_mlp_step{t}_topC_max_rel_diff_hessian_ggn"] for t in trained}
+    overlaps = by_step("topC_subspace_overlap_hessian_ggn")
+    diffs = by_step("topC_max_rel_diff_hessian_ggn")
     ok = [overlaps[t] >= 0.9 and diffs[t] <= 0.1 for t in trained]
     v2 = "supported" if all(ok) else "nuanced" if any(ok) else "refuted"
     return [
@@ -200,15 +200,14 @@ def _claims(m: dict, trained: tuple, C: int, n_test: int) -> list:
             "Ghorbani et al. 2019; Papyan 2018; Sagun et al. 2017",
             v1,
             {
-                "hessian_gap_count_by_step": counts,
-                "hessian_gap_ratio_by_step": {
-                    t: m[f"digits_mlp_step{t}_hessian_gap_ratio"] for t in trained
-                },
-                "ggn_gap_count_by_step": ggn_counts,
-                "slq_count_above_gap_by_step": {
-                    t: m[f"digits_mlp_step{t}_slq_count_above_gap"] for t in trained
-                },
-                "train_loss_by_step": {t: m[f"digits_mlp_step{t}_train_loss"] for t in trained},
+                f"{name}_by_step": by_step(name)
+                for name in (
+                    "hessian_gap_count",
+                    "hessian_gap_ratio",
+                    "ggn_gap_count",
+                    "slq_count_above_gap",
+                    "train_loss",
+                )
             },
             f"gap at k ∈ {{{C - 1}, {C}, {C + 1}}}",
             note="all checkpoints (step: Hessian / GGN gap count, ratio): "
@@ -242,66 +241,50 @@ _STEP_COLORS = ["#bbbbbb", "#9ecae1", "#3182bd", "#08306b"]
 
 def plot(result: dict, arrays: dict):
     m = result["metrics"]
-    C = m["classes"]
-    steps = m["checkpoints"]
+    C, steps = m["classes"], m["checkpoints"]
     color = dict(zip(steps, _STEP_COLORS[-len(steps) :], strict=True))
     fig, axes = figure(2, 2, size=(4.6, 3.5))
+    dots = dict(marker="o", ms=3)
 
     ax = axes[0, 0]
     for t in steps:
-        v = arrays[f"h_values_step{t}"]
-        k = m[f"digits_mlp_step{t}_hessian_gap_count"]
+        v, k = arrays[f"h_values_step{t}"], m[f"digits_mlp_step{t}_hessian_gap_count"]
         loss = m[f"digits_mlp_step{t}_train_loss"]
-        ax.semilogy(np.arange(1, v.size + 1), v, "o-", ms=3, color=color[t],
-                    label=f"step {t} (loss {loss:.3g}): gap after k={k}")  # fmt: skip
+        label = f"step {t} (loss {loss:.3g}): gap after k={k}"
+        ax.semilogy(np.arange(1, v.size + 1), v, color=color[t], label=label, **dots)
         ax.plot([k + 0.5], [np.sqrt(v[k - 1] * v[k])], "|", ms=14, mew=2, color=color[t])
-    ax.axvline(C + 0.5, color="k", ls=":", lw=0.8)
-    ax.set_xlabel("index k")
-    ax.set_ylabel("Hessian eigenvalue λ_k (Lanczos)")
-    ax.set_title(f"Top-{m['top_k']} Hessian eigenvalues (dotted: k = C = {C})")
-    ax.legend(fontsize=7)
+    title = f"Top-{m['top_k']} Hessian eigenvalues (dotted: k = C = {C})"
+    decorate(ax, xlabel="index k", ylabel="Hessian eigenvalue λ_k (Lanczos)", title=title)
+    decorate(ax, vlines=[C + 0.5], legend=True)
 
-    ax = axes[0, 1]
-    for t in steps:
-        ratios = np.asarray(spectral_gap(arrays[f"h_values_step{t}"]).ratios)
-        ax.plot(np.arange(1, ratios.size + 1), ratios, "o-", ms=3, color=color[t],
-                label=f"step {t}")  # fmt: skip
-    ax.axvline(C - 1, color="k", ls=":", lw=0.8)
-    ax.axvline(C, color="k", ls=":", lw=0.8)
-    ax.set_xlabel("k")
-    ax.set_ylabel("λ_k / λ_{k+1}")
-    ax.set_title("Ratio gaps (dotted: k = C−1, C)")
-    ax.legend()
+    ratios = {t: np.asarray(spectral_gap(arrays[f"h_values_step{t}"]).ratios) for t in steps}
+    ratios = {f"step {t}": (np.arange(1, r.size + 1), r) for t, r in ratios.items()}
+    styles = {f"step {t}": color[t] for t in steps}
+    curves(axes[0, 1], None, ratios, styles=styles, style=dots, xlabel="k", ylabel="λ_k / λ_{k+1}")
+    decorate(axes[0, 1], title="Ratio gaps (dotted: k = C−1, C)", legend=True, vlines=(C - 1, C))
 
     ax = axes[1, 0]
     for t in m["trained_checkpoints"]:
-        g, d = arrays[f"grid_step{t}"], arrays[f"density_step{t}"]
+        g, d, v = arrays[f"grid_step{t}"], arrays[f"density_step{t}"], arrays[f"h_values_step{t}"]
         ax.semilogy(g, np.maximum(d, 1e-9), color=color[t], label=f"SLQ, step {t}")
-        v = arrays[f"h_values_step{t}"]
         ax.plot(v, np.full_like(v, 2e-6), "|", ms=10, color=color[t])
-    ax.set_ylim(1e-6, None)
-    ax.set_xlabel("Hessian eigenvalue λ  (ticks: top Lanczos eigenvalues)")
-    ax.set_ylabel("density")
-    ax.set_title("SLQ spectral density: bulk near 0, outliers")
-    ax.legend()
+    xlabel = "Hessian eigenvalue λ  (ticks: top Lanczos eigenvalues)"
+    title = "SLQ spectral density: bulk near 0, outliers"
+    decorate(ax, ylim=(1e-6, None), xlabel=xlabel, ylabel="density", title=title, legend=True)
 
     ax = axes[1, 1]
     for t in [steps[0], *m["trained_checkpoints"]]:
         h, g = arrays[f"h_values_step{t}"], arrays[f"g_values_step{t}"]
         ov = m[f"digits_mlp_step{t}_topC_subspace_overlap_hessian_ggn"]
-        ax.semilogy(np.arange(1, h.size + 1), h, "o", ms=4, color=color[t],
-                    label=f"Hessian, step {t}")  # fmt: skip
-        ax.semilogy(np.arange(1, g.size + 1), g, "x", ms=5, color=color[t],
-                    label=f"GGN, step {t} (top-C overlap {ov:.2f})")  # fmt: skip
-    ax.axvline(C + 0.5, color="k", ls=":", lw=0.8)
-    ax.set_xlabel("index k")
-    ax.set_ylabel("eigenvalue")
-    ax.set_title("Hessian vs Gauss–Newton top eigenvalues")
-    ax.legend(fontsize=7)
+        label = f"Hessian, step {t}"
+        ax.semilogy(np.arange(1, h.size + 1), h, "o", ms=4, color=color[t], label=label)
+        label = f"GGN, step {t} (top-C overlap {ov:.2f})"
+        ax.semilogy(np.arange(1, g.size + 1), g, "x", ms=5, color=color[t], label=label)
+    title = "Hessian vs Gauss–Newton top eigenvalues"
+    decorate(ax, xlabel="index k", ylabel="eigenvalue", title=title, legend=True, vlines=[C + 0.5])
     v = [c["verdict"] for c in result["claims"]]
     fig.suptitle(
         f"Digits, {m['model']} ({m['num_params']} params), {m['optimizer']}: "
         f"about C outliers? {v[0]}; from the GGN? {v[1]}"
     )
-    fig.tight_layout()
     return fig

@@ -12,7 +12,7 @@ signals (a fixed random linear stem ``40 → 64``, a linear readout ``64 → 10`
 cross-entropy over 512 training signals, at initialisation). The same blocks
 ``f_k(x) = W₂ tanh(W₁ x + b₁) + b₂`` (width 64, hidden 64, library default init) and the
 same gate weights are used at every bias; the ResNet (``h = 1``) and the plain net are
-built from the same blocks. Measured, with :func:`~terrain_jax.spectra.layer_gradient_norms`:
+built from the same blocks. Measured, with :func:`~terrain_jax.nets.layer_gradient_norms`:
 ``‖∂L/∂x_0‖ / ‖∂L/∂x_L‖``, the per-layer rate (slope of ``ln ‖∂L/∂x_k‖`` against the
 number of layers back-propagated through, over norms ``> 1e-15``: ``layer_gradient_norms``
 squares float32 entries, so a norm below ~1e-17 reads exactly 0, "below the floor"), and
@@ -34,10 +34,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from terrain_jax import HighwayNet, PlainNet, ResidualNet
-from terrain_jax.analysis import log_linear_rate
+from terrain_jax.analysis import first_where, gradient_decay
 from terrain_jax.data import mnist1d
-from terrain_jax.nets import Gate, layer_gradient_norms, make_blocks
-from terrain_jax.plotting import COLORS, figure
+from terrain_jax.nets import layer_gradient_norms, make_blocks, make_gates
+from terrain_jax.plotting import COLORS, curves, decorate, depth_profile, figure, legend_handles
 from terrain_jax.train import cross_entropy
 
 from ._common import claim
@@ -60,7 +60,7 @@ GONE = 1e-6  # "vanished": ratio < GONE (or underflowed)
 def _setup(key, depth: int):
     kf, kg, ks, ko = jax.random.split(key, 4)
     fields = make_blocks("mlp", WIDTH, HIDDEN, depth, key=kf, activation="tanh")
-    gates = eqx.filter_vmap(lambda k: Gate(WIDTH, key=k))(jax.random.split(kg, depth))
+    gates = make_gates(WIDTH, depth, key=kg)
     stem = jax.random.normal(ks, (WIDTH, FEATURES)) / np.sqrt(FEATURES)
     lim = 1.0 / np.sqrt(WIDTH)
     out = jax.random.uniform(ko, (CLASSES, WIDTH), minval=-lim, maxval=lim)
@@ -78,14 +78,12 @@ def _measure(fields, gates, stem, out, biases, x, y):
 
     def highway(b):
         g = eqx.tree_at(lambda g: g.bias, gates, jnp.full_like(gates.bias, b))
-        net = HighwayNet(WIDTH, HIDDEN, depth, key=jax.random.PRNGKey(0), blocks=(fields, g))
+        net = HighwayNet(WIDTH, HIDDEN, depth, blocks=(fields, g))
         prof = layer_gradient_norms(net, loss, z0, y)["state_grad_norms"]
-        hs = net(z0, return_hidden=True)[1][:-1]
-        t = jnp.mean(jax.vmap(lambda gk, h: gk(h))(g, hs))
-        return prof, t
+        return prof, jnp.mean(net.gate_values(z0))
 
     hw, tbar = jax.vmap(highway)(biases)
-    kw = dict(key=jax.random.PRNGKey(0), blocks=fields)
+    kw = dict(blocks=fields)
     res = layer_gradient_norms(ResidualNet(WIDTH, HIDDEN, depth, h=1.0, **kw), loss, z0, y)
     plain = layer_gradient_norms(PlainNet(WIDTH, HIDDEN, depth, **kw), loss, z0, y)
     return hw, tbar, res["state_grad_norms"], plain["state_grad_norms"]
@@ -101,17 +99,11 @@ def run(seed: int, quick: bool) -> dict:
     # nested nets: the depth-L net uses the first L blocks and gates of the deepest one
     fields, gates, stem, out = _setup(key, max(depths))
     sl = lambda t, L: jax.tree_util.tree_map(lambda a: a[:L], t)
+    b32 = jnp.asarray(biases, jnp.float32)
     per_depth = {}
     for L in depths:
-        hw, tbar, res, plain = _measure(
-            sl(fields, L), sl(gates, L), stem, out, jnp.asarray(biases, jnp.float32), x, y
-        )
-        per_depth[L] = {
-            "hw": np.asarray(hw),
-            "tbar": np.asarray(tbar),
-            "res": np.asarray(res),
-            "plain": np.asarray(plain),
-        }
+        out_L = map(np.asarray, _measure(sl(fields, L), sl(gates, L), stem, out, b32, x, y))
+        per_depth[L] = dict(zip(("hw", "tbar", "res", "plain"), out_L, strict=True))
 
     metrics = {
         "dataset": "mnist1d (seed 42), 512 training signals, linear stem 40→64 and readout",
@@ -125,31 +117,23 @@ def run(seed: int, quick: bool) -> dict:
     arrays = {}
     for L in depths:
         d = per_depth[L]
-        hw = d["hw"]
-        n = np.arange(hw.shape[-1], dtype=float)[::-1]  # layers back-propagated through, L − k
-        # per-layer rates (nepers/layer) of the norms above TINY
-        rate = {k: log_linear_rate(n, d[k], floor=TINY).rate for k in ("res", "plain")}
-        rate_hw = [log_linear_rate(n, p, floor=TINY).rate for p in hw]
+        # first/last ratios, per-layer rates (nepers/layer back-propagated through, of the
+        # norms above TINY) and layers at or below TINY
+        dec, res, plain = (gradient_decay(d[k], floor=TINY) for k in ("hw", "res", "plain"))
         metrics[f"L{L}_highway_mean_gate"] = d["tbar"]
-        metrics[f"L{L}_highway_ratio_first_over_last"] = hw[:, 0] / hw[:, -1]
-        metrics[f"L{L}_highway_rate_per_layer"] = rate_hw
-        metrics[f"L{L}_highway_layers_below_floor"] = [int(np.sum(p <= TINY)) for p in hw]
+        metrics[f"L{L}_highway_ratio_first_over_last"] = dec.ratio
+        metrics[f"L{L}_highway_rate_per_layer"] = dec.rate.tolist()
+        metrics[f"L{L}_highway_layers_below_floor"] = dec.below_floor.tolist()
         metrics[f"L{L}_carry_model_rate_ln_1_minus_T"] = np.log1p(-d["tbar"])
-        t, rp = d["tbar"].astype(float), rate["plain"]
+        t, rp = d["tbar"].astype(float), float(plain.rate)
         metrics[f"L{L}_two_path_model_rate"] = 0.5 * np.log((1 - t) ** 2 + t**2 * np.exp(2 * rp))
-        metrics[f"L{L}_resnet_ratio_first_over_last"] = float(d["res"][0] / d["res"][-1])
-        metrics[f"L{L}_resnet_rate_per_layer"] = rate["res"]
-        metrics[f"L{L}_plain_ratio_first_over_last"] = float(d["plain"][0] / d["plain"][-1])
-        metrics[f"L{L}_plain_rate_per_layer"] = rate["plain"]
-        metrics[f"L{L}_plain_layers_below_floor"] = int(np.sum(d["plain"] <= TINY))
-        ratios = hw[:, 0] / hw[:, -1]
-        gone = np.nonzero(ratios < 1e-3)[0]
-        metrics[f"L{L}_first_bias_with_ratio_below_1e-3"] = (
-            float(biases[gone[0]]) if gone.size else None
-        )
-        arrays[f"hw_L{L}"] = hw
-        arrays[f"res_L{L}"] = d["res"]
-        arrays[f"plain_L{L}"] = d["plain"]
+        metrics[f"L{L}_resnet_ratio_first_over_last"] = float(res.ratio)
+        metrics[f"L{L}_resnet_rate_per_layer"] = float(res.rate)
+        metrics[f"L{L}_plain_ratio_first_over_last"] = float(plain.ratio)
+        metrics[f"L{L}_plain_rate_per_layer"] = rp
+        metrics[f"L{L}_plain_layers_below_floor"] = int(plain.below_floor)
+        metrics[f"L{L}_first_bias_with_ratio_below_1e-3"] = first_where(dec.ratio < 1e-3, biases)
+        arrays.update({f"{k}_L{L}": d[k] for k in ("hw", "res", "plain")})
 
     L = depths[-1]
     r_hw = np.asarray(metrics[f"L{L}_highway_ratio_first_over_last"])
@@ -212,73 +196,57 @@ def run(seed: int, quick: bool) -> dict:
 
 def plot(result: dict, arrays: dict):
     m = result["metrics"]
-    depths = m["depths"]
-    b = np.asarray(m["gate_biases"], dtype=float)
+    depths, b = m["depths"], np.asarray(m["gate_biases"], dtype=float)
+    L = depths[-1]
+    tb = np.asarray(m[f"L{L}_highway_mean_gate"])
     fig, axes = figure(1, 3, size=(4.3, 3.5))
     cmap = __import__("matplotlib").colormaps["plasma"]
     col = {L: cmap(0.15 + 0.65 * i / max(len(depths) - 1, 1)) for i, L in enumerate(depths)}
     floor = 1e-16  # ratios of exactly 0 (norm below the float32 floor) are drawn here
     ax = axes[0]
-    for i, L in enumerate(depths):
-        r = np.asarray(m[f"L{L}_highway_ratio_first_over_last"], dtype=float)
+    for i, d in enumerate(depths):
+        r = np.asarray(m[f"L{d}_highway_ratio_first_over_last"], dtype=float)
         ok = r > 0
-        ax.semilogy(b[ok], r[ok], "o-", color=col[L], ms=4, label=f"highway, L = {L}")
+        ax.semilogy(b[ok], r[ok], "o-", color=col[d], ms=4, label=f"highway, L = {d}")
         if (~ok).any():
             dx = 0.2 * (i - (len(depths) - 1) / 2)
-            ax.semilogy(b[~ok] + dx, np.full((~ok).sum(), floor), "v", color=col[L], ms=5)
-        ax.axhline(m[f"L{L}_resnet_ratio_first_over_last"], color=col[L], ls="--", lw=1)
-    ax.plot([], [], "k--", lw=1, label="ResNet (h = 1), same blocks")
-    ax.plot([], [], "kv", ms=5, label="below the float32 norm floor")
-    ax.set_ylim(floor / 10, 1e4)
-    ax.set_xlabel("gate bias b  (T = sigmoid(W_g x + b))")
-    ax.set_ylabel("‖∂L/∂x_0‖ / ‖∂L/∂x_L‖")
-    ax.set_title("first-layer gradient vs gate bias")
-    ax.legend(fontsize=7, loc="center right")
-    top = ax.secondary_xaxis("top")
-    L = depths[-1]
-    tb = np.asarray(m[f"L{L}_highway_mean_gate"])
-    idx = np.arange(0, b.size, max(1, b.size // 5))
-    top.set_xticks(b[idx])
-    top.set_xticklabels([f"{v:.2f}" for v in tb[idx]], fontsize=7)
+            ax.semilogy(b[~ok] + dx, np.full((~ok).sum(), floor), "v", color=col[d], ms=5)
+        ax.axhline(m[f"L{d}_resnet_ratio_first_over_last"], color=col[d], ls="--", lw=1)
+    keys = {"ResNet (h = 1), same blocks": dict(color="k", ls="--", lw=1)}
+    keys["below the float32 norm floor"] = dict(color="k", ls="", marker="v", ms=5)
+    handles = ax.get_legend_handles_labels()[0] + legend_handles(keys)
+    xlabel, ylabel = "gate bias b  (T = sigmoid(W_g x + b))", "‖∂L/∂x_0‖ / ‖∂L/∂x_L‖"
+    title = "first-layer gradient vs gate bias"
+    decorate(ax, ylim=(floor / 10, 1e4), xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(handles=handles, fontsize=7, loc="center right")
+    top, idx = ax.secondary_xaxis("top"), np.arange(0, b.size, max(1, b.size // 5))
+    top.set_xticks(b[idx], [f"{v:.2f}" for v in tb[idx]], fontsize=7)
     top.set_xlabel(f"mean gate T̄ (L = {L})", fontsize=8)
 
     ax = axes[1]
-    for L in depths:
-        t = np.asarray(m[f"L{L}_highway_mean_gate"])
-        ax.plot(t, m[f"L{L}_highway_rate_per_layer"], "o", color=col[L], ms=4, label=f"L = {L}")
+    for d in depths:
+        t = np.asarray(m[f"L{d}_highway_mean_gate"])
+        ax.plot(t, m[f"L{d}_highway_rate_per_layer"], "o", color=col[d], ms=4, label=f"L = {d}")
     tt = np.linspace(0, min(0.999, float(np.max(tb))), 200)
-    ax.plot(tt, np.log1p(-tt), "k-", lw=1, label="carry model ln(1 − T̄)")
-    rp = m[f"L{depths[-1]}_plain_rate_per_layer"]
-    two = 0.5 * np.log((1 - tt) ** 2 + tt**2 * np.exp(2 * rp))
-    ax.plot(tt, two, "k--", lw=1.2, label="two-path model")
-    ax.axhline(m[f"L{depths[-1]}_resnet_rate_per_layer"], color=COLORS["resnet"], ls="--",
-               lw=1, label="ResNet")  # fmt: skip
-    ax.axhline(m[f"L{depths[-1]}_plain_rate_per_layer"], color=COLORS["plain"], ls=":", lw=1.5,
-               label="plain net")  # fmt: skip
-    ax.set_xlabel("mean gate T̄")
-    ax.set_ylabel("fitted d ln‖∂L/∂x_k‖ / d(L − k)")
-    ax.set_ylim(-3, 0.2)
-    ax.set_title("per-layer gradient rate vs gate")
-    ax.legend(fontsize=7, loc="lower left")
+    rp, rr = m[f"L{L}_plain_rate_per_layer"], m[f"L{L}_resnet_rate_per_layer"]
+    models = {"carry model ln(1 − T̄)": np.log1p(-tt)}
+    models["two-path model"] = 0.5 * np.log((1 - tt) ** 2 + tt**2 * np.exp(2 * rp))
+    styles = dict(zip(models, [dict(lw=1), dict(lw=1.2, ls="--")], strict=True))
+    curves(ax, tt, models, styles=styles, style=dict(color="k"), xlabel="mean gate T̄")
+    ax.axhline(rr, color=COLORS["resnet"], ls="--", lw=1, label="ResNet")
+    ax.axhline(rp, color=COLORS["plain"], ls=":", lw=1.5, label="plain net")
+    ylabel, title = "fitted d ln‖∂L/∂x_k‖ / d(L − k)", "per-layer gradient rate vs gate"
+    decorate(ax, ylabel=ylabel, title=title, ylim=(-3, 0.2), legend="lower left")
 
-    ax = axes[2]
-    L = depths[-1]
-    hw = arrays[f"hw_L{L}"]
+    ax, hw = axes[2], arrays[f"hw_L{L}"]
     cm2 = __import__("matplotlib").colormaps["viridis"]
-    for i in range(0, b.size, max(1, b.size // 6)):
-        p = hw[i]
-        r = p / p[-1]
-        ax.semilogy(np.arange(r.size), np.where(r > 0, r, np.nan), color=cm2(i / (b.size - 1)),
-                    lw=1.2, label=f"b = {b[i]:g} (T̄ = {tb[i]:.2f})")  # fmt: skip
-    for name, style in [("res", "--"), ("plain", ":")]:
-        p = arrays[f"{name}_L{L}"]
-        r = p / p[-1]
-        ax.semilogy(np.arange(r.size), np.where(r > 0, r, np.nan), style, color="k",
-                    lw=1.3, label="ResNet" if name == "res" else "plain")  # fmt: skip
-    ax.set_xlabel("layer k")
-    ax.set_ylabel("‖∂L/∂x_k‖ / ‖∂L/∂x_L‖")
-    ax.set_title(f"gradient through depth, L = {L}")
+    shown = range(0, b.size, max(1, b.size // 6))
+    profiles = {f"b = {b[i]:g} (T̄ = {tb[i]:.2f})": hw[i] for i in shown}
+    styles = {f"b = {b[i]:g} (T̄ = {tb[i]:.2f})": cm2(i / (b.size - 1)) for i in shown}
+    profiles |= {"ResNet": arrays[f"res_L{L}"], "plain": arrays[f"plain_L{L}"]}
+    styles |= {"ResNet": dict(color="k", ls="--", lw=1.3), "plain": dict(color="k", ls=":", lw=1.3)}
+    title = f"gradient through depth, L = {L}"
+    depth_profile(ax, profiles, styles=styles, style=dict(lw=1.2), title=title)
     ax.legend(fontsize=6.5, loc="lower left")
     fig.suptitle("Highway gate sweep at initialisation (MNIST-1D, width 64, tanh blocks)")
-    fig.tight_layout()
     return fig

@@ -43,11 +43,11 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from jax import lax
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array
 
-from terrain_jax import fixed_point
-from terrain_jax.plotting import STYLE, figure
+from terrain_jax.data import fibonacci_mod
+from terrain_jax.nets import ResidualLM
+from terrain_jax.plotting import curves, decorate, figure
 from terrain_jax.train import adam_cosine, cross_entropy, fit
 
 from ._common import claim
@@ -62,7 +62,8 @@ QUICK_SCALES = (1.0, 4.0, 16.0)
 TOL = 1e-5  # relative residual of the implicit solve
 MAX_STEPS = 100
 MEMORY = 8
-LEAK_INIT = float(np.log(np.expm1(0.5)))  # λ = 0.5 at init
+SOLVE = dict(tol=TOL, max_steps=MAX_STEPS, memory=MEMORY)  # ResidualLM.implicit_step
+LEAK_INIT = 0.5  # λ at init
 
 # criteria, fixed before the runs
 EXPLICIT_RES = 1e-5  # the model's step satisfies the explicit equation to round-off ...
@@ -70,72 +71,6 @@ IMPLICIT_FAR = 0.1  # ... and misses the implicit one by ≥ 10% of the step
 IMPLICIT_CLOSE = 1e-3  # an implicit step would satisfy it to this
 BOUNDED = 10.0  # bounded: median over prompts of max_t ‖h_t‖ ≤ 10× the trained (s = 1) one
 SOLVED = 0.99  # the implicit rollout counts only if ≥ 99% of its solves converged
-
-
-class ResidualLM(eqx.Module):
-    """``logits_t = R h_t + c`` (predicts ``x_{t+1}``); ``h_{t+1} = h_t + F(h_t, E x_{t+1})``."""
-
-    embed: Float[Array, "vocab width"]
-    w1: Float[Array, "hidden two_width"]
-    b1: Float[Array, " hidden"]
-    w2: Float[Array, "width hidden"]
-    b2: Float[Array, " width"]
-    readout: Float[Array, "vocab width"]
-    readout_b: Float[Array, " vocab"]
-    h0: Float[Array, " width"]
-    leak: Float[Array, " width"]
-
-    def __init__(self, vocab: int, width: int, hidden: int, *, seed: int):
-        # numpy draws: a handful of arrays, no per-array compilation of a JAX PRNG kernel
-        rng = np.random.default_rng(seed)
-
-        def normal(shape, scale):
-            return jnp.asarray(scale * rng.standard_normal(shape), jnp.float32)
-
-        self.embed = normal((vocab, width), 1.0)
-        self.w1 = normal((hidden, 2 * width), 1 / np.sqrt(2 * width))
-        self.b1 = jnp.zeros((hidden,))
-        self.w2 = normal((width, hidden), 0.5 / np.sqrt(hidden))
-        self.b2 = jnp.zeros((width,))
-        self.readout = normal((vocab, width), 1 / np.sqrt(width))
-        self.readout_b = jnp.zeros((vocab,))
-        self.h0 = jnp.zeros((width,))
-        self.leak = jnp.full((width,), LEAK_INIT)
-
-    def decay(self) -> Array:
-        """The learned leak rates ``λ = softplus(leak) > 0``."""
-        return jax.nn.softplus(self.leak)
-
-    def field(self, h: Float[Array, " width"], e: Float[Array, " width"]) -> Array:
-        """The increment ``F(h, e) = −λ ⊙ h + W_2 tanh(W_1 [h; e] + b_1) + b_2``."""
-        mlp = self.w2 @ jnp.tanh(self.w1 @ jnp.concatenate([h, e]) + self.b1) + self.b2
-        return mlp - self.decay() * h
-
-    def logits(self, h: Float[Array, " width"]) -> Array:
-        return self.readout @ h + self.readout_b
-
-    def __call__(self, tokens: Int[Array, " seq"]) -> Float[Array, "seq vocab"]:
-        """Teacher-forced logits: row ``t`` predicts ``tokens[t]`` from ``h_t``."""
-
-        def step(h, tok):
-            return h + self.field(h, self.embed[tok]), self.logits(h)
-
-        _, logits = lax.scan(step, self.h0, tokens)
-        return logits
-
-
-def fibonacci_mod(first: np.ndarray, length: int, vocab: int) -> np.ndarray:
-    """``x_{t+1} = (x_t + x_{t−1}) mod vocab`` from the first two tokens ``(n, 2)``.
-
-    Closed form ``x_t = (φ_{t−1} x_0 + φ_t x_1) mod vocab`` with the Fibonacci numbers
-    ``φ`` (mod ``vocab``), vectorised over sequences.
-    """
-    phi = [1, 0]  # φ_{−1}, φ_0
-    for _ in range(length):  # `length` scalar coefficients, not a per-sample loop
-        phi.append((phi[-1] + phi[-2]) % vocab)
-    c0, c1 = np.asarray(phi[:length]), np.asarray(phi[1 : length + 1])
-    first = np.asarray(first)
-    return (first[:, :1] * c0 + first[:, 1:] * c1) % vocab
 
 
 @eqx.filter_jit
@@ -153,86 +88,10 @@ def _loss(model: ResidualLM, xb: Array, yb: Array) -> Array:
 # ----------------------------------------------------------------------------- generation
 
 
-def _prompt_state(model: ResidualLM, prompt: Int[Array, " 2"]) -> Array:
-    h = model.h0
-    for i in range(2):  # two teacher-forced prompt tokens (static, unrolled)
-        h = h + model.field(h, model.embed[prompt[i]])
-    return h
-
-
-def explicit_step(model: ResidualLM, h: Array, s: float | Array) -> tuple[Array, Array]:
-    """The model's generation step: read ``x(h) = argmax``, then ``h + s F(h, E x)``."""
-    tok = jnp.argmax(model.logits(h))
-    return h + s * model.field(h, model.embed[tok]), tok
-
-
-def implicit_step(model: ResidualLM, h: Array, s: float | Array):
-    """Implicit Euler for the state: solve ``h' = h + s F(h', E x(h))`` (token read from ``h``).
-
-    Solved as ``h' = (h + s MLP(h')) / (1 + sλ)`` (an exact rearrangement) by Anderson,
-    started from the explicit step; returns ``(h', token, info)``.
-    """
-    tok = jnp.argmax(model.logits(h))
-    e = model.embed[tok]
-
-    def g(z, args):
-        # z = h + s(MLP(z) − λz)  ⇔  z = (h + s MLP(z)) / (1 + sλ): the same equation with
-        # the linear leak moved to the left, so the iteration map stays tame as s grows
-        hh, ss, ee = args
-        lam = model.decay()
-        return (hh + ss * (model.field(z, ee) + lam * z)) / (1 + ss * lam)
-
-    z0 = h
-    z, info = fixed_point(
-        g,
-        z0,
-        (h, jnp.asarray(s, h.dtype), e),
-        solver="anderson",
-        tol=TOL,
-        max_steps=MAX_STEPS,
-        memory=MEMORY,
-    )
-    return z, tok, info
-
-
-def _rollout(model: ResidualLM, prompt: Array, s: Array, steps: int, implicit: bool):
-    """States ``h_2 … h_{2+steps}``, tokens, and (implicit) solve diagnostics."""
-    h = _prompt_state(model, prompt)
-
-    def body(h, _):
-        if implicit:
-            h_new, tok, info = implicit_step(model, h, s)
-            # residual of the original equation h' = h + s F(h', e), relative to ‖h'‖
-            eq = h_new - h - s * model.field(h_new, model.embed[tok])
-            conv, res = info.converged, jnp.linalg.norm(eq) / (jnp.linalg.norm(h_new) + 1e-8)
-        else:
-            h_new, tok = explicit_step(model, h, s)
-            conv, res = jnp.ones((), bool), jnp.zeros((), h.dtype)
-        return h_new, (h_new, tok, conv, res)
-
-    _, (hs, toks, conv, res) = lax.scan(body, h, None, length=steps)
-    return jnp.concatenate([h[None], hs]), toks, conv, res
-
-
 @eqx.filter_jit
 def _rollouts(model, prompts, scales, steps: int, implicit: bool):
-    one = lambda p, s: _rollout(model, p, s, steps, implicit)  # noqa: E731
+    one = lambda p, s: model.rollout(p, s, steps, implicit=implicit, **SOLVE)  # noqa: E731
     return jax.vmap(jax.vmap(one, in_axes=(0, None)), in_axes=(None, 0))(prompts, scales)
-
-
-@eqx.filter_jit
-def _equation_residuals(model: ResidualLM, hs: Array, toks: Array):
-    """Residuals of the model's own steps ``h_t → h_{t+1}``: of the explicit equation relative
-    to ``‖h_{t+1}‖`` (round-off scale; ``‖Δh‖`` can be tiny) and of the implicit equation
-    relative to the step ``‖h_{t+1} − h_t‖`` (how far the step misses it)."""
-    h, h_next = hs[:, :-1], hs[:, 1:]
-    e = model.embed[toks]
-    f = jax.vmap(jax.vmap(model.field))
-    d = jnp.linalg.norm(h_next - h, axis=-1)
-    n = jnp.linalg.norm(h_next, axis=-1)
-    r_exp = jnp.linalg.norm(h_next - h - f(h, e), axis=-1) / n
-    r_imp = jnp.linalg.norm(h_next - h - f(h_next, e), axis=-1) / d
-    return r_exp, r_imp
 
 
 def _structure(model: ResidualLM, width: int) -> dict:
@@ -257,7 +116,7 @@ def _structure(model: ResidualLM, width: int) -> dict:
     calls["n"] = 0
 
     def istep(h):
-        return implicit_step(model, h, 1.0)[0]
+        return model.implicit_step(h, 1.0, **SOLVE)[0]
 
     ijaxpr = jax.make_jaxpr(istep)(jnp.zeros((width,)))
     iprims = _all_primitives(ijaxpr.jaxpr)
@@ -291,7 +150,7 @@ def run(seed: int, quick: bool) -> dict:
     k_fit = jax.random.fold_in(key, 1)
     pairs = np.stack(np.meshgrid(np.arange(V), np.arange(V), indexing="ij"), -1)
     train = jnp.asarray(fibonacci_mod(pairs.reshape(-1, 2), T, V))  # all V² start pairs
-    model = ResidualLM(V, cfg["width"], cfg["hidden"], seed=seed)
+    model = ResidualLM(V, cfg["width"], cfg["hidden"], seed=seed, leak=LEAK_INIT)
     opt = adam_cosine(cfg["lr"], cfg["steps"], final_frac=0.05)
     model, hist = fit(model, _loss, opt, train, train, steps=cfg["steps"], key=k_fit)
     tf_acc = float(_teacher_forced_acc(model, train))
@@ -308,7 +167,8 @@ def run(seed: int, quick: bool) -> dict:
     i1 = scales.index(1.0)
 
     # (a) which equation does the trained model's step satisfy?
-    r_exp, r_imp = (np.asarray(r) for r in _equation_residuals(model, hs_e[i1], tok_e[i1]))
+    residuals = eqx.filter_jit(ResidualLM.step_residuals)(model, hs_e[i1], tok_e[i1])
+    r_exp, r_imp = (np.asarray(r) for r in residuals)
     struct = _structure(model, cfg["width"])
     # the true implicit step from the model's own states, one step each (full run only:
     # one more compilation of the solver)
@@ -316,7 +176,7 @@ def run(seed: int, quick: bool) -> dict:
         gap = np.full((1,), np.nan)
     else:
         h_imp1 = np.asarray(
-            jax.jit(jax.vmap(jax.vmap(lambda h: implicit_step(model, h, 1.0)[0])))(
+            jax.jit(jax.vmap(jax.vmap(lambda h: model.implicit_step(h, 1.0, **SOLVE)[0])))(
                 jnp.asarray(hs_e[i1][:, :-1])
             )
         )
@@ -458,48 +318,40 @@ def _claims(m: dict, bounded: dict, scales) -> list[dict]:
 
 
 def plot(result: dict, arrays: dict):
-    with plt.rc_context(STYLE):
-        return _draw(result, arrays)
-
-
-def _draw(result: dict, arrays: dict):
     m = result["metrics"]
     scales = list(arrays["scales"])
     fig, axes = figure(1, 3, size=(4.6, 3.9))
     colors = plt.get_cmap("plasma")(np.linspace(0, 0.85, len(scales)))
-    for ax, kind in zip(axes[:2], ("explicit", "implicit"), strict=True):
-        for s, col in zip(scales, colors, strict=True):
-            med = arrays[f"{kind}_s{s:g}_norm_median"]
-            t = np.arange(len(med))
-            ax.semilogy(t, med, color=col, label=f"s = {s:g}")
-            ax.semilogy(t, arrays[f"{kind}_s{s:g}_norm_q90"], color=col, lw=0.6, ls="--")
-        ax.axhline(BOUNDED * m["explicit_s1_max_norm_median"], color="k", lw=0.6, ls=":")
-        ax.set_xlabel("generated token t")
-        ax.set_ylabel("‖h_t‖ (median; dashed: 90th pct)")
-        if kind == "explicit":
-            ax.set_title("Model's update h ← h + s·F(h, x(h))\n(explicit Euler, one forward pass)")
-        else:
-            ax.set_title("True implicit Euler h' = h + s·F(h', x(h))\n(fixed_point, Anderson)")
-        ax.legend(fontsize=7, loc="upper left", ncol=2)
-    lo = min(ax.get_ylim()[0] for ax in axes[:2])
-    hi = max(ax.get_ylim()[1] for ax in axes[:2])
-    for ax in axes[:2]:
-        ax.set_ylim(lo, hi)
+    titles = {
+        "explicit": "Model's update h ← h + s·F(h, x(h))\n(explicit Euler, one forward pass)",
+        "implicit": "True implicit Euler h' = h + s·F(h', x(h))\n(fixed_point, Anderson)",
+    }
+    for ax, (kind, title) in zip(axes[:2], titles.items(), strict=True):
+        norms = {f"s = {s:g}": arrays[f"{kind}_s{s:g}_norm_median"] for s in scales}
+        norms |= {f"_q90 {s:g}": arrays[f"{kind}_s{s:g}_norm_q90"] for s in scales}
+        pairs = list(zip(scales, colors, strict=True))
+        styles = {f"s = {s:g}": c for s, c in pairs}
+        styles |= {f"_q90 {s:g}": dict(color=c, lw=0.6, ls="--") for s, c in pairs}
+        bound = [BOUNDED * m["explicit_s1_max_norm_median"]]
+        curves(ax, None, norms, styles=styles, yscale="log", title=title, hlines=bound)
+        ax.legend(loc="upper left", ncol=2)
+    axes[1].sharey(axes[0])  # one scale: the two updates compare
+    decorate(axes[0], xlabel="generated token t", ylabel="‖h_t‖ (median; dashed: 90th pct)")
+    axes[1].set_xlabel("generated token t")
     ax = axes[2]
     r = np.asarray(arrays["r_implicit"])
     r = r[np.isfinite(r) & (r > 0)]
     ax.hist(np.log10(r), bins=40, color="#9467bd")
-    ax.axvline(np.log10(IMPLICIT_FAR), color="k", ls=":", lw=0.8)
-    ax.set_xlabel("log10 ‖h_{t+1} − h_t − F(h_{t+1}, x_{t+1})‖ / ‖h_{t+1} − h_t‖")
-    ax.set_ylabel("count (generated steps, s = 1)")
-    ax.set_title(
+    decorate(ax, vlines=[np.log10(IMPLICIT_FAR)])
+    xlabel = "log10 ‖h_{t+1} − h_t − F(h_{t+1}, x_{t+1})‖ / ‖h_{t+1} − h_t‖"
+    title = (
         "Implicit-Euler residual of the model's own steps\n"
         f"median {m['implicit_residual_median']:.3g}; explicit residual max "
         f"{m['explicit_residual_max']:.1e}"
     )
+    decorate(ax, xlabel=xlabel, ylabel="count (generated steps, s = 1)", title=title)
     fig.suptitle(
         f"{TITLE}\n{m['task']}: teacher-forced acc {m['fibonacci_teacher_forced_acc']:.3f}, "
         f"generation acc {m['explicit_s1_gen_acc']:.3f}"
     )
-    fig.tight_layout()
     return fig

@@ -9,7 +9,7 @@ Both nets are trained on sklearn digits with the *same* initial blocks
 (:func:`terrain_jax.nets.shared_blocks`: width 32, hidden 64, ReLU, variance-preserving
 init), a linear stem 64→32 and a linear readout; the residual step is ``h = 1``. At
 initialisation and after training, for the hidden states of held-out digits at three
-blocks, the dense Jacobians are computed (:mod:`terrain_jax.spectra`) and their
+blocks, the dense Jacobians are computed (:func:`terrain_jax.nets.layer_jacobian`) and their
 eigenvalues plotted in the complex plane, together with the singular values of the
 end-to-end Jacobian ``∂x_L/∂x_0``.
 """
@@ -24,7 +24,7 @@ from terrain_jax import PlainNet, ResidualNet
 from terrain_jax.data import digits
 from terrain_jax.linalg import jacobian_singular_values
 from terrain_jax.nets import Classifier, block_field_jacobian, layer_jacobian, shared_blocks
-from terrain_jax.plotting import COLORS, figure
+from terrain_jax.plotting import COLORS, decorate, figure, quantile_band
 from terrain_jax.train import accuracy, ce_loss, fit
 
 from ._common import claim
@@ -157,58 +157,35 @@ def plot(result: dict, arrays: dict):
     m = result["metrics"]
     fig, axes = figure(2, 3, size=(3.6, 3.3))
     theta = np.linspace(0, 2 * np.pi, 200)
+    color = {"plain": COLORS["plain"], "residual": COLORS["resnet"]}
     for row, phase in enumerate(("init", "trained")):
-        ax = axes[row, 0]
-        e = arrays[f"eig_f_residual_{phase}"].reshape(-1)
-        ax.scatter(e.real, e.imag, s=2, alpha=0.3, color=COLORS["plain"], label="eig J_f")
-        e = arrays[f"eig_layer_residual_{phase}"].reshape(-1)
-        ax.scatter(e.real, e.imag, s=2, alpha=0.3, color=COLORS["resnet"], label="eig (I + J_f)")
-        ax.plot(np.cos(theta), np.sin(theta), "k-", lw=0.6)
-        ax.axvline(0, color="k", lw=0.4)
-        ax.axvline(1, color="k", lw=0.4, ls=":")
-        ax.set_aspect("equal", adjustable="datalim")
-        ax.set_title(f"residual blocks, {phase}")
-        ax.set_xlabel("Re λ")
-        ax.set_ylabel("Im λ")
-        ax.legend(loc="upper left", markerscale=4)
-
-        ax = axes[row, 1]
-        e = arrays[f"eig_layer_plain_{phase}"].reshape(-1)
-        ax.scatter(e.real, e.imag, s=2, alpha=0.3, color=COLORS["plain"], label="plain layer")
-        e = arrays[f"eig_layer_residual_{phase}"].reshape(-1)
-        ax.scatter(e.real, e.imag, s=2, alpha=0.3, color=COLORS["resnet"], label="residual layer")
-        ax.plot(np.cos(theta), np.sin(theta), "k-", lw=0.6)
-        ax.set_aspect("equal", adjustable="datalim")
-        ax.set_title(f"layer Jacobian eigenvalues, {phase}")
-        ax.set_xlabel("Re λ")
-        ax.legend(loc="upper left", markerscale=4)
+        panels = [  # (title, [(label, key)]): the first of each pair in grey, the second in red
+            ("residual blocks", [("eig J_f", "f_residual"), ("eig (I + J_f)", "layer_residual")]),
+            (
+                "layer Jacobian eigenvalues",
+                [("plain layer", "layer_plain"), ("residual layer", "layer_residual")],
+            ),
+        ]
+        for ax, (title, points) in zip(axes[row, :2], panels, strict=True):
+            for (label, key), c in zip(points, color.values(), strict=True):
+                e = arrays[f"eig_{key}_{phase}"].reshape(-1)
+                ax.scatter(e.real, e.imag, s=2, alpha=0.3, color=c, label=label)
+            ax.plot(np.cos(theta), np.sin(theta), "k-", lw=0.6)  # the unit circle
+            ax.set_aspect("equal", adjustable="datalim")
+            decorate(ax, xlabel="Re λ", title=f"{title}, {phase}")
+            ax.legend(loc="upper left", markerscale=4)
+        decorate(axes[row, 0], ylabel="Im λ", vlines=(0, 1))
 
         ax = axes[row, 2]
         for name in ("plain", "residual"):
             sv = np.sort(arrays[f"e2e_sv_{name}_{phase}"], axis=-1)[:, ::-1]
-            med = np.median(sv, axis=0)
-            c = COLORS["plain" if name == "plain" else "resnet"]
-            ax.semilogy(np.arange(1, sv.shape[1] + 1), med, color=c, label=f"{name}")
-            ax.fill_between(
-                np.arange(1, sv.shape[1] + 1),
-                np.quantile(sv, 0.1, axis=0),
-                np.quantile(sv, 0.9, axis=0),
-                color=c,
-                alpha=0.2,
-            )
-        acc = (
-            f" (test acc plain {m['digits_plain_test_acc']:.3f}, "
-            f"residual {m['digits_residual_test_acc']:.3f})"
-            if phase == "trained"
-            else ""
-        )
-        ax.set_title(f"σ of ∂x_L/∂x_0, {phase}{acc}", fontsize=8)
-        ax.set_xlabel("index")
-        ax.set_ylabel("singular value")
-        ax.legend()
+            quantile_band(ax, np.arange(1, sv.shape[1] + 1), sv, color=color[name], label=name)
+        accs = m["digits_plain_test_acc"], m["digits_residual_test_acc"]
+        acc = " (test acc plain {:.3f}, residual {:.3f})".format(*accs) if row else ""
+        decorate(ax, yscale="log", xlabel="index", ylabel="singular value", legend=True)
+        ax.set_title(f"σ of ∂x_L/∂x_0, {phase}{acc}\n(median, 10–90% over inputs)", fontsize=8)
     fig.suptitle(
         f"Digits, depth {m['depth']}, width {m['width']}: eigenvalues at blocks "
         f"{m['probe_blocks']} over {SAMPLES} held-out inputs"
     )
-    fig.tight_layout()
     return fig

@@ -23,14 +23,13 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import logsumexp
 from jax.scipy.stats import norm
 from jaxtyping import Array
 from scipy.special import ndtr
 
 from terrain_jax import bregman, kl, kl_gaussian, neg_entropy, walk_many
-from terrain_jax.geometry import kl_monte_carlo
-from terrain_jax.plotting import figure
+from terrain_jax.geometry import gaussian_kl_objectives, gaussian_mixture_logpdf, kl_monte_carlo
+from terrain_jax.plotting import curves, decorate, figure, note, reference_slope
 
 from ._common import claim
 
@@ -116,36 +115,6 @@ def _tangent_picture() -> dict[str, Array]:
     }
 
 
-def _mixture_logpdf(x):
-    comps = jnp.stack([norm.logpdf(x, m, MIX_STD) for m in MIX_MEANS])
-    return logsumexp(comps, axis=0) - jnp.log(len(MIX_MEANS))
-
-
-def _gauss_logpdf(x, theta):
-    """``θ = (μ, log σ)``."""
-    return norm.logpdf(x, theta[0], jnp.exp(theta[1]))
-
-
-def _fit_losses(x, dx):
-    log_pi = _mixture_logpdf(x)
-    pi = jnp.exp(log_pi)
-
-    def forward(theta):  # KL(π‖q_θ) by quadrature
-        return jnp.sum(pi * (log_pi - _gauss_logpdf(x, theta))) * dx
-
-    def reverse(theta):  # KL(q_θ‖π) by quadrature
-        lq = _gauss_logpdf(x, theta)
-        return jnp.sum(jnp.exp(lq) * (lq - log_pi)) * dx
-
-    return forward, reverse
-
-
-def _side_mass(mu: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mass of ``N(μ, σ²)`` on ``x < 0`` and on ``x > 0``."""
-    left = ndtr(-mu / sd)
-    return left, 1 - left
-
-
 def run(seed: int, quick: bool) -> dict:
     n_mc = 20_000 if quick else 400_000
     n_pairs = 10_000 if quick else 200_000
@@ -180,8 +149,8 @@ def run(seed: int, quick: bool) -> dict:
 
         # ---------------------------------------------------------- (a) mixture fits
         x = jnp.linspace(*GRID[:2], GRID[2])
-        dx = float(x[1] - x[0])
-        forward, reverse = _fit_losses(x, dx)
+        log_pi = gaussian_mixture_logpdf(x, MIX_MEANS, MIX_STD)
+        forward, reverse = gaussian_kl_objectives(x, log_pi)  # θ = (μ, log σ), quadrature
         x0s = jnp.stack([jnp.asarray(FIT_STARTS), jnp.zeros(len(FIT_STARTS))], axis=1)
         # One walk fits both: Adam is elementwise, so minimising forward(θ_f) + reverse(θ_r)
         # over the pair is exactly two independent fits (and one compile instead of two).
@@ -201,13 +170,13 @@ def run(seed: int, quick: bool) -> dict:
         for name in ("forward", "reverse"):
             end = np.asarray(ends[name])
             mu, sd = end[:, 0], np.exp(end[:, 1])
-            left, right = _side_mass(mu, sd)
+            left = ndtr(-mu / sd)  # the fit's mass on x < 0 (1 − left on x > 0)
             fits[name] = (mu, sd)
             metrics[f"mixture_{name}_fit_means"] = mu.tolist()
             metrics[f"mixture_{name}_fit_stds"] = sd.tolist()
             metrics[f"mixture_{name}_final_kl"] = np.asarray(values[name]).tolist()
             metrics[f"mixture_{name}_max_final_grad_abs"] = float(np.abs(grads[name]).max())
-            metrics[f"mixture_{name}_fit_mass_left_right_min"] = np.minimum(left, right).tolist()
+            metrics[f"mixture_{name}_fit_mass_left_right_min"] = np.minimum(left, 1 - left).tolist()
             arrays[f"fit_{name}_mu"] = mu
             arrays[f"fit_{name}_sd"] = sd
         mix_var = MIX_STD**2 + float(np.mean(np.square(MIX_MEANS)))
@@ -215,7 +184,7 @@ def run(seed: int, quick: bool) -> dict:
         metrics["mixture_fit_starts_mu"] = list(FIT_STARTS)
         metrics["mixture_adam_steps_lr"] = [fit_steps, FIT_LR]
         arrays["x"] = np.asarray(x)
-        arrays["mixture_pdf"] = np.asarray(jnp.exp(_mixture_logpdf(x)))
+        arrays["mixture_pdf"] = np.asarray(jnp.exp(log_pi))
 
         # ---------------------------------------------------------- (b) Bregman = KL
         r = {k: np.asarray(v) for k, v in _bregman_vs_kl(k_pairs, n_pairs).items()}
@@ -337,95 +306,60 @@ def plot(result: dict, arrays: dict):
     m = result["metrics"]
     fig, axes = figure(2, 2, size=(5.0, 3.6))
 
-    ax = axes[0, 0]
-    xs = np.linspace(-6, 8, 600)
+    ax, xs = axes[0, 0], np.linspace(-6, 8, 600)
     pp, qq = _npdf(xs, *P), _npdf(xs, *Q)
-    ax.plot(xs, pp, color=_C["p"], label=f"p = N({P[0]:g}, {P[1]:g}²)")
-    ax.plot(xs, qq, color=_C["q"], label=f"q = N({Q[0]:g}, {Q[1]:g}²)")
+    dens = {f"p = N({P[0]:g}, {P[1]:g}²)": pp, f"q = N({Q[0]:g}, {Q[1]:g}²)": qq}
+    curves(ax, xs, dens, styles=dict(zip(dens, (_C["p"], _C["q"]), strict=True)), ylim=(0, 0.62))
     ax.fill_between(xs, 0, pp, color=_C["p"], alpha=0.15)
     ax.fill_between(xs, 0, qq, color=_C["q"], alpha=0.12)
-    txt = (
-        f"KL(p‖q) = {m['gauss_kl_pq_closed']:.4f}  (MC {m['gauss_kl_pq_mc']:.4f} ± "
-        f"{m['gauss_kl_pq_mc_se']:.4f})\n"
-        f"KL(q‖p) = {m['gauss_kl_qp_closed']:.4f}  (MC {m['gauss_kl_qp_mc']:.4f} ± "
-        f"{m['gauss_kl_qp_mc_se']:.4f})\n"
-        f"ratio {m['gauss_kl_qp_over_kl_pq']:.3f}, MC n = {m['gauss_mc_samples']:,}"
+    txt = "\n".join(
+        f"KL({a}‖{b}) = {m[f'gauss_kl_{a}{b}_closed']:.4f}  (MC {m[f'gauss_kl_{a}{b}_mc']:.4f} ± "
+        f"{m[f'gauss_kl_{a}{b}_mc_se']:.4f})"
+        for a, b in ("pq", "qp")
     )
-    ax.text(0.98, 0.97, txt, transform=ax.transAxes, ha="right", va="top", fontsize=7)
-    ax.set_ylim(0, 0.62)
-    ax.set_xlabel("x")
-    ax.set_ylabel("density")
-    ax.set_title("KL is not symmetric")
-    ax.legend(loc="upper left", fontsize=7)
+    txt += f"\nratio {m['gauss_kl_qp_over_kl_pq']:.3f}, MC n = {m['gauss_mc_samples']:,}"
+    note(ax, txt, box=False)
+    decorate(ax, xlabel="x", ylabel="density", title="KL is not symmetric", legend="upper left")
 
-    ax = axes[0, 1]
-    x = arrays["x"]
+    ax, x = axes[0, 1], arrays["x"]
     sel = np.abs(x) < 6
     ax.fill_between(x[sel], 0, arrays["mixture_pdf"][sel], color="0.8", label="target π (mixture)")
     for name, c in (("forward", _C["fwd"]), ("reverse", _C["rev"])):
         mus, sds = arrays[f"fit_{name}_mu"], arrays[f"fit_{name}_sd"]
         for i, (mu, sd) in enumerate(zip(mus, sds, strict=True)):
             mu = 0.0 if abs(mu) < 5e-4 else mu  # no "−0.000" in the legend
-            lbl = f"{name} KL fit: N({mu:.3f}, {sd:.3f}²)" if i in (0, len(mus) - 1) else None
-            if name == "forward" and i > 0:
-                lbl = None
+            shown = i == 0 or (name == "reverse" and i == len(mus) - 1)
+            lbl = f"{name} KL fit: N({mu:.3f}, {sd:.3f}²)" if shown else None
             ax.plot(x[sel], _npdf(x[sel], mu, sd), color=c, lw=1.2, alpha=0.8, label=lbl)
-    ax.set_xlabel("x")
-    ax.set_ylabel("density")
-    ax.set_title(f"One Gaussian fitted to π, {len(FIT_STARTS)} starts μ0 ∈ [−1.5, 1.5]")
-    ax.legend(fontsize=7, loc="upper center")
-    ax.set_ylim(0, 1.25)
+    title = f"One Gaussian fitted to π, {len(FIT_STARTS)} starts μ0 ∈ [−1.5, 1.5]"
+    decorate(ax, ylim=(0, 1.25), xlabel="x", ylabel="density", title=title, legend="upper center")
 
-    ax = axes[1, 0]
-    t = arrays["tangent_t"]
-    pq = m["tangent_p_q"]
-    ax.plot(t, arrays["tangent_F"], color="k", label="F(p) = p log p + (1−p) log(1−p)")
-    ax.plot(
-        t, arrays["tangent_at_q"], color=_C["q"], ls="--", lw=1, label=f"tangent at q = {pq[1]:g}"
-    )
-    ax.plot(
-        t, arrays["tangent_at_p"], color=_C["p"], ls="--", lw=1, label=f"tangent at p = {pq[0]:g}"
-    )
-    Fp = np.interp(pq[0], t, arrays["tangent_F"])
-    Fq = np.interp(pq[1], t, arrays["tangent_F"])
-    dpq, dqp = m["tangent_bernoulli_D_p_q"], m["tangent_bernoulli_D_q_p"]
-    ax.vlines(
-        pq[0],
-        Fp - dpq,
-        Fp,
-        color=_C["q"],
-        lw=3,
-        label=f"D_F(p‖q) = {dpq:.4f} = KL(p‖q) {m['tangent_bernoulli_kl_p_q']:.4f}",
-    )
-    ax.vlines(
-        pq[1],
-        Fq - dqp,
-        Fq,
-        color=_C["p"],
-        lw=3,
-        label=f"D_F(q‖p) = {dqp:.4f} = KL(q‖p) {m['tangent_bernoulli_kl_q_p']:.4f}",
-    )
-    ax.set_ylim(-1.6, 0.4)
-    ax.set_xlabel("p (Bernoulli)")
-    ax.set_ylabel("F")
-    ax.set_title("Bregman gap to the tangent = KL")
+    ax, t, (p, q) = axes[1, 0], arrays["tangent_t"], m["tangent_p_q"]
+    F = "F(p) = p log p + (1−p) log(1−p)"
+    lines = {F: arrays["tangent_F"], f"tangent at q = {q:g}": arrays["tangent_at_q"]}
+    lines[f"tangent at p = {p:g}"] = arrays["tangent_at_p"]
+    styles = dict(zip(lines, ("k", _C["q"], _C["p"]), strict=True))
+    curves(ax, t, {F: lines.pop(F)}, styles=styles)
+    curves(ax, t, lines, styles=styles, style=dict(ls="--", lw=1))
+    for a, b, at, c in (("p", "q", p, _C["q"]), ("q", "p", q, _C["p"])):  # the gap under F(a)
+        Fa, d = np.interp(at, t, arrays["tangent_F"]), m[f"tangent_bernoulli_D_{a}_{b}"]
+        label = f"D_F({a}‖{b}) = {d:.4f} = KL({a}‖{b}) {m[f'tangent_bernoulli_kl_{a}_{b}']:.4f}"
+        ax.vlines(at, Fa - d, Fa, color=c, lw=3, label=label)
+    title = "Bregman gap to the tangent = KL"
+    decorate(ax, ylim=(-1.6, 0.4), xlabel="p (Bernoulli)", ylabel="F", title=title)
     ax.legend(fontsize=6.5, loc="lower left")
 
-    ax = axes[1, 1]
-    kk, dd = arrays["simplex_kl"], arrays["simplex_bregman"]
+    ax, kk, dd = axes[1, 1], arrays["simplex_kl"], arrays["simplex_bregman"]
     ax.loglog(kk, dd, ".", ms=2, color="C0", alpha=0.5, label="random pairs on the 2-simplex")
     lim = [max(kk.min(), 1e-8), kk.max()]
-    ax.loglog(lim, lim, "k--", lw=0.8, label="D_F = KL")
-    ax.set_xlabel("KL(p‖q)")
-    ax.set_ylabel("D_F(p, q), F = negative entropy")
-    ax.set_title("Bregman divergence of −entropy vs KL on the 2-simplex")
-    ax.text(
-        0.97, 0.05,
+    reference_slope(ax, lim, 1, through=(lim[0], lim[0]), label="D_F = KL")
+    title = "Bregman divergence of −entropy vs KL on the 2-simplex"
+    decorate(ax, xlabel="KL(p‖q)", ylabel="D_F(p, q), F = negative entropy", title=title)
+    txt = (
         f"{m['bregman_simplex3_pairs']:,} random pairs (Dirichlet(1,1,1))\n"
         f"max |D_F − KL| = {m['bregman_simplex3_max_abs_diff_f64']:.1e} (float64), "
-        f"{m['bregman_simplex3_max_abs_diff_f32']:.1e} (float32)",
-        transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
-    )  # fmt: skip
-    ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
+        f"{m['bregman_simplex3_max_abs_diff_f32']:.1e} (float32)"
+    )
+    note(ax, txt, loc="lower right", box=False)
+    ax.legend(loc="upper left")
     return fig

@@ -40,14 +40,12 @@ same draws for every net). Verdict criteria are fixed in the claim texts below.
 
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.lines import Line2D
 
 from terrain_jax import PlainNet, ResidualNet
-from terrain_jax.data import digits, mnist1d
-from terrain_jax.nets import Classifier, lesion_masks, shared_blocks
-from terrain_jax.plotting import COLORS, STYLE, figure
+from terrain_jax.data import load_dataset
+from terrain_jax.nets import Classifier, lesion_masks, lesion_summary, shared_blocks
+from terrain_jax.plotting import COLORS, decorate, figure, figure_legend
 from terrain_jax.train import adamw_cosine, ce_loss, fit, masked_accuracy
 
 from ._common import claim
@@ -96,12 +94,8 @@ def _variants(depth: int, quick: bool) -> dict[str, float | None]:
     return out
 
 
-def _load(name: str, seed: int):
-    return mnist1d(seed=seed) if name == "mnist1d" else digits(seed=seed)
-
-
 def _train_all(name: str, cfg: dict, depth: int, seed: int, quick: bool, masks: np.ndarray):
-    ds = _load(name, seed)
+    ds = load_dataset(name, seed=seed)
     key = jax.random.fold_in(jax.random.PRNGKey(seed), DATASETS.index(name))
     k_blocks, k_head, k_fit = jax.random.split(key, 3)
     w, hid = cfg["width"], cfg["hidden"]
@@ -152,22 +146,6 @@ def _train_all(name: str, cfg: dict, depth: int, seed: int, quick: bool, masks: 
     return ds, out
 
 
-def _summary(accs: np.ndarray, depth: int, kmax: int, draws: int) -> dict:
-    intact = float(accs[0])
-    single = accs[1 : 1 + depth]
-    rand = accs[1 + depth :].reshape(kmax, draws)
-    return {
-        "intact": intact,
-        "single": single,
-        "single_mean": float(single.mean()),
-        "single_worst": float(single.min()),
-        "single_mean_drop": intact - float(single.mean()),
-        "single_worst_drop": intact - float(single.min()),
-        "k_mean": np.concatenate([[intact], rand.mean(axis=1)]),
-        "k_std": np.concatenate([[0.0], rand.std(axis=1)]),
-    }
-
-
 def _smooth(k_mean: np.ndarray, k_std: np.ndarray, draws: int) -> tuple[bool, float, float]:
     """(smooth?, largest one-step drop / average drop per deletion, largest significant rise).
 
@@ -199,7 +177,7 @@ def run(seed: int, quick: bool) -> dict:
         metrics[f"{name}_config"] = {**cfg, "weight_decay": WEIGHT_DECAY, "depth": depth}
         s = {}
         for net_name, r in nets.items():
-            s[net_name] = _summary(r["accs"], depth, kmax, draws)
+            s[net_name] = lesion_summary(r["accs"], depth, kmax, draws)
             p = f"{name}_{net_name}"
             metrics[f"{p}_h"] = "none (plain)" if r["h"] is None else r["h"]
             metrics[f"{p}_test_acc"] = s[net_name]["intact"]
@@ -207,16 +185,12 @@ def run(seed: int, quick: bool) -> dict:
                 metrics[f"{p}_train_acc"] = r["train_acc"]
             metrics[f"{p}_init_minibatch_loss"] = r["init_loss"]
             metrics[f"{p}_final_train_loss"] = r["final_loss"]
-            metrics[f"{p}_single_deletion_mean_acc"] = s[net_name]["single_mean"]
-            metrics[f"{p}_single_deletion_worst_acc"] = s[net_name]["single_worst"]
-            metrics[f"{p}_single_deletion_mean_drop"] = s[net_name]["single_mean_drop"]
-            metrics[f"{p}_single_deletion_worst_drop"] = s[net_name]["single_worst_drop"]
-            metrics[f"{p}_single_deletion_acc"] = s[net_name]["single"]
-            metrics[f"{p}_k_deleted_mean_acc"] = s[net_name]["k_mean"]
-            metrics[f"{p}_k_deleted_std_acc"] = s[net_name]["k_std"]
-            arrays[f"{p}_single"] = s[net_name]["single"]
-            arrays[f"{p}_k_mean"] = s[net_name]["k_mean"]
-            arrays[f"{p}_k_std"] = s[net_name]["k_std"]
+            for k in ("mean", "worst"):
+                metrics[f"{p}_single_deletion_{k}_acc"] = s[net_name][f"single_{k}"]
+                metrics[f"{p}_single_deletion_{k}_drop"] = s[net_name][f"single_{k}_drop"]
+            metrics[f"{p}_single_deletion_acc"] = arrays[f"{p}_single"] = s[net_name]["single"]
+            for k in ("mean", "std"):
+                metrics[f"{p}_k_deleted_{k}_acc"] = arrays[f"{p}_k_{k}"] = s[net_name][f"k_{k}"]
         claims += _claims(name, s, draws)
     return {"metrics": metrics, "claims": claims, "arrays": arrays}
 
@@ -338,63 +312,35 @@ NET_STYLE = {
 
 
 def plot(result: dict, arrays: dict):
-    with plt.rc_context(STYLE):
-        return _draw(result, arrays)
-
-
-def _draw(result: dict, arrays: dict):
     m = result["metrics"]
     depth = int(m["depth"])
     names = [n for n in NET_STYLE if f"{DATASETS[0]}_{n}_single" in arrays]
+    st = {n: dict(NET_STYLE[n], ms=4, lw=1.2) for n in names}
+    intact = "intact accuracy (same colour)"
     fig, axes = figure(2, 2, size=(5.4, 3.4))
-    for row, ds in enumerate(DATASETS):
+    for row, ds in enumerate(DATASETS):  # the labelled artists make one legend below
         ax = axes[row, 0]
-        blocks = np.arange(depth)
         for n in names:
-            st = NET_STYLE[n]
-            acc = arrays[f"{ds}_{n}_single"]
-            ax.plot(blocks, acc, marker=st["marker"], color=st["color"], ms=4, lw=1.2)
-            ax.axhline(m[f"{ds}_{n}_test_acc"], color=st["color"], lw=0.8, ls="--")
-        ax.axhline(CHANCE, color="k", lw=0.6, ls=":")
-        ax.axhline(BAR[ds], color="#2ca02c", lw=0.8, ls="-.")
-        ax.set_ylim(0, 1.02)
-        ax.set_xlabel("deleted block k")
-        ax.set_ylabel("test accuracy")
+            ax.plot(arrays[f"{ds}_{n}_single"], **st[n])
+            ax.axhline(m[f"{ds}_{n}_test_acc"], color=st[n]["color"], lw=0.8, ls="--", label=intact)
+        ax.axhline(BAR[ds], color="#2ca02c", lw=0.8, ls="-.", label="quality bar")
         r = m[f"{ds}_resnet_single_deletion_mean_drop"]
         p = m[f"{ds}_plain_single_deletion_mean_acc"]
-        ax.set_title(
-            f"{LABEL[ds]}: one block deleted\n"
-            f"ResNet mean drop {r * 100:.1f} pts; plain mean acc {p:.2f}"
-        )
+        title = f"{LABEL[ds]}: one block deleted\n"
+        title += f"ResNet mean drop {r * 100:.1f} pts; plain mean acc {p:.2f}"
+        decorate(ax, xlabel="deleted block k", ylabel="test accuracy", title=title)
+        ax.set_xticks(range(depth))
         ax = axes[row, 1]
         for n in names:
-            st = NET_STYLE[n]
             mu, sd = arrays[f"{ds}_{n}_k_mean"], arrays[f"{ds}_{n}_k_std"]
-            ks = np.arange(len(mu))
-            ax.errorbar(
-                ks, mu, yerr=sd, marker=st["marker"], color=st["color"], ms=4, lw=1.2, capsize=2
-            )
-        ax.axhline(CHANCE, color="k", lw=0.6, ls=":")
-        ax.set_ylim(0, 1.02)
-        ax.set_xlabel("number of randomly deleted blocks")
-        ax.set_ylabel("test accuracy (mean ± std over draws)")
-        ax.set_title(f"{LABEL[ds]}: k of {depth} blocks deleted")
-    handles = [
-        Line2D(
-            [],
-            [],
-            color=NET_STYLE[n]["color"],
-            marker=NET_STYLE[n]["marker"],
-            label=NET_STYLE[n]["label"],
-        )
-        for n in names
-    ]
-    handles += [
-        Line2D([], [], color="grey", ls="--", lw=0.8, label="intact accuracy (same colour)"),
-        Line2D([], [], color="#2ca02c", ls="-.", lw=0.8, label="quality bar"),
-        Line2D([], [], color="k", ls=":", lw=0.6, label="chance"),
-    ]
+            ax.errorbar(np.arange(len(mu)), mu, yerr=sd, capsize=2, **st[n])
+        ax.set_xticks(range(len(mu)))
+        ylabel = "test accuracy (mean ± std over draws)"
+        title = f"{LABEL[ds]}: k of {depth} blocks deleted"
+        decorate(ax, xlabel="number of randomly deleted blocks", ylabel=ylabel, title=title)
+        for ax in axes[row]:
+            ax.axhline(CHANCE, color="k", lw=0.6, ls=":", label="chance")
+            ax.set_ylim(0, 1.02)
     fig.suptitle(f"{TITLE} ({depth} blocks, same blocks and training for every net)")
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, 0))
+    figure_legend(fig)
     return fig

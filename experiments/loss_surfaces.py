@@ -30,14 +30,15 @@ For each of the four trained nets:
   training, :func:`terrain_jax.landscape.pca_directions`, final point at the origin) with
   its own 51×51 surface spanning the trajectory, the trajectory drawn on it and the axes
   labelled with explained variance;
-- the non-convexity of each random slice, by number: at each interior grid point the 2×2
-  Hessian of the surface by central finite differences, its eigenvalues ``λ_min ≤ λ_max``,
-  and ``ρ = max(0, -λ_min) / |λ_max|`` (Li et al.'s ``|λ_min/λ_max|``, zero where the slice
-  is locally convex). Reported: the fraction of points with *significant* negative
-  curvature (``λ_min < -max(0.01 |λ_max|, τ)``, ``τ`` the round-off floor of a second
-  difference when each loss value is good to ``1e-5`` relative), the mean ``ρ``, both over
-  the whole ``[-1, 1]²`` slice and over its centre ``[-0.5, 0.5]²``, and the number of
-  interior local minima (points lower than all 8 neighbours by more than ``1e-5 |L|``).
+- the non-convexity of each random slice (:func:`terrain_jax.landscape.nonconvexity`): at
+  each interior grid point the 2×2 Hessian of the surface by central finite differences,
+  its eigenvalues ``λ_min ≤ λ_max``, and ``ρ = max(0, -λ_min) / |λ_max|`` (Li et al.'s
+  ``|λ_min/λ_max|``, zero where the slice is locally convex). Reported: the fraction of
+  points with *significant* negative curvature (``λ_min < -max(0.01 |λ_max|, τ)``, ``τ``
+  the round-off floor of a second difference when each loss value is good to ``1e-5``
+  relative), the mean ``ρ``, both over the whole ``[-1, 1]²`` slice and over its centre
+  ``[-0.5, 0.5]²``, and the number of interior local minima (points lower than all 8
+  neighbours by more than ``1e-5 |L|``).
 
 Verdict rule: a net's surface is *near-convex* if, averaged over its slices, at most
 ``NEAR_CONVEX_FRAC`` of the points have significant negative curvature and no slice has more
@@ -51,15 +52,14 @@ import time
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from terrain_jax import PlainNet, ResidualNet
 from terrain_jax.data import mnist1d
-from terrain_jax.landscape import pca_directions, random_directions, surface_2d
+from terrain_jax.landscape import nonconvexity, pca_directions, random_directions, surface_2d
 from terrain_jax.nets import Classifier, shared_blocks
-from terrain_jax.plotting import STYLE, figure
+from terrain_jax.plotting import decorate, figure, heatmap, limits, shared_colorbar, trajectories
 from terrain_jax.train import adamw_cosine, ce_loss, cross_entropy, fit
 
 from ._common import claim
@@ -101,62 +101,6 @@ NOISE_REL = 1e-5  # ... τ = 4 NOISE_REL max|z| (3×3 stencil) / h², the round-
 # negative-curvature fraction 0.000 / 0.020 / 0.015 / 0.099 for resnet4 / plain4 /
 # resnet16 / plain16.)
 CENTRE = 0.5  # the centre region |α|, |β| ≤ CENTRE
-
-
-# ----------------------------------------------------------------------------- curvature
-
-
-def hessian_eigs(z: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``(λ_min, λ_max)`` of the 2×2 finite-difference Hessian at every interior point of
-    ``z[j, i] = L(gx[i], gy[j])`` (uniform grids), each of shape ``(ny - 2, nx - 2)``."""
-    z = np.asarray(z, np.float64)
-    hx, hy = gx[1] - gx[0], gy[1] - gy[0]
-    c = z[1:-1, 1:-1]
-    fxx = (z[1:-1, 2:] - 2 * c + z[1:-1, :-2]) / hx**2
-    fyy = (z[2:, 1:-1] - 2 * c + z[:-2, 1:-1]) / hy**2
-    fxy = (z[2:, 2:] - z[2:, :-2] - z[:-2, 2:] + z[:-2, :-2]) / (4 * hx * hy)
-    mid, rad = 0.5 * (fxx + fyy), np.sqrt(0.25 * (fxx - fyy) ** 2 + fxy**2)
-    return mid - rad, mid + rad
-
-
-def nonconvexity(z: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> dict:
-    """The numbers the verdicts use (see the module docstring), and the ``ρ`` map."""
-    lmin, lmax = hessian_eigs(z, gx, gy)
-    zz = np.asarray(z, np.float64)
-    ny, nx = zz.shape
-    hx, hy = gx[1] - gx[0], gy[1] - gy[0]
-    zmax = np.max(
-        [
-            np.abs(zz[1 + j : ny - 1 + j, 1 + i : nx - 1 + i])
-            for j in (-1, 0, 1)
-            for i in (-1, 0, 1)
-        ],
-        axis=0,
-    )
-    tau = 4.0 * NOISE_REL * zmax / min(hx, hy) ** 2
-    rho = np.maximum(0.0, -lmin) / np.maximum(np.abs(lmax), 1e-12)
-    neg = lmin < -np.maximum(REL_NEG * np.abs(lmax), tau)
-    xx, yy = np.meshgrid(gx[1:-1], gy[1:-1])
-    centre = (np.abs(xx) <= CENTRE + 1e-9) & (np.abs(yy) <= CENTRE + 1e-9)
-    # interior local minima: lower than all 8 neighbours by more than the margin
-    c = zz[1:-1, 1:-1]
-    lower = np.ones_like(c, bool)
-    for dj in (-1, 0, 1):
-        for di in (-1, 0, 1):
-            if dj or di:
-                nb = zz[1 + dj : ny - 1 + dj, 1 + di : nx - 1 + di]
-                lower &= nb - c > NOISE_REL * np.abs(c)
-    mins = np.argwhere(lower)
-    return {
-        "neg_frac": float(np.mean(neg)),
-        "neg_frac_centre": float(np.mean(neg[centre])),
-        "mean_ratio": float(np.mean(np.minimum(rho, 1.0))),
-        "mean_ratio_centre": float(np.mean(np.minimum(rho[centre], 1.0))),
-        "local_minima": int(len(mins)),
-        "minima_xy": [[float(gx[1 + i]), float(gy[1 + j])] for j, i in mins],
-        "rho": np.minimum(rho, 1.0),
-        "neg": neg,
-    }
 
 
 # ----------------------------------------------------------------------------- training
@@ -254,35 +198,33 @@ def run(seed: int, quick: bool) -> dict:
             for i, k in enumerate(jax.random.split(k_dir, cfg["slices"])):
                 dirs = random_directions(k, model, stack_axes=lambda m: m.net.blocks)
                 z, t = _timed_surface(model, dirs, g, g, x, y)
-                per.append(nonconvexity(z, g, g))
+                per.append(
+                    nonconvexity(z, g, g, rel_neg=REL_NEG, noise_rel=NOISE_REL, centre=CENTRE)
+                )
                 surf_s.append(t)
                 arrays[f"{p}_z{i}"] = z
-                arrays[f"{p}_rho{i}"] = per[-1]["rho"]
-            stats[p] = {k: float(np.mean([q[k] for q in per])) for k in _MEANS}
-            stats[p]["local_minima"] = max(q["local_minima"] for q in per)
+                arrays[f"{p}_rho{i}"] = per[-1].rho
+            stats[p] = {k: float(np.mean([getattr(q, k) for q in per])) for k in _MEANS}
+            stats[p]["local_minima"] = max(q.local_minima for q in per)
             for k in _MEANS:
                 metrics[f"{p}_{k}"] = stats[p][k]
-                metrics[f"{p}_{k}_per_slice"] = [q[k] for q in per]
+                metrics[f"{p}_{k}_per_slice"] = [getattr(q, k) for q in per]
             metrics[f"{p}_local_minima_max"] = stats[p]["local_minima"]
-            metrics[f"{p}_local_minima_per_slice"] = [q["local_minima"] for q in per]
-            metrics[f"{p}_local_minima_xy"] = [q["minima_xy"][:10] for q in per]
+            metrics[f"{p}_local_minima_per_slice"] = [q.local_minima for q in per]
+            metrics[f"{p}_local_minima_xy"] = [q.minima_xy[:10] for q in per]
             metrics[f"{p}_surface_loss_at_origin"] = float(z[n // 2, n // 2])
             zmax = [float(arrays[f"{p}_z{i}"].max()) for i in range(len(per))]
             metrics[f"{p}_surface_loss_max_per_slice"] = zmax
             # PCA plane of the trajectory (final point at the origin)
             plane = pca_directions(jax.vmap(unravel)(jnp.asarray(thetas, jnp.float32)))
-            coords = np.asarray(plane.coords, np.float64)
-            lo, hi = coords.min(axis=0), coords.max(axis=0)
-            pad = PCA_MARGIN * (hi - lo)
-            px = np.linspace(lo[0] - pad[0], hi[0] + pad[0], n)
-            py = np.linspace(lo[1] - pad[1], hi[1] + pad[1], n)
+            px, py = plane.grid(n, margin=PCA_MARGIN)
             zp, pca_s = _timed_surface(model, plane.directions, px, py, x, y)
             evr = np.asarray(plane.explained_variance_ratio, np.float64)
             metrics[f"{p}_pca_explained_variance"] = evr
             arrays[f"{p}_pca_z"] = zp
             arrays[f"{p}_pca_x"] = px
             arrays[f"{p}_pca_y"] = py
-            arrays[f"{p}_pca_coords"] = coords
+            arrays[f"{p}_pca_coords"] = np.asarray(plane.coords, np.float64)
             arrays[f"{p}_ckpt_train_loss"] = hist["train_loss"]
             arrays[f"{p}_ckpt_test_acc"] = hist["test_acc"]
             # wall-clock numbers vary run to run: only in the full run (quick runs are
@@ -313,11 +255,9 @@ def _claims(stats: dict, metrics: dict, cfg: dict) -> list[dict]:
             "local_minima_max_over_slices": s["local_minima"],
         }
 
+    nets = {f"{n}{d}": stats[f"mnist1d_{n}{d}"] for n in NETS for d in depths}
     measured = {
-        f"resnet{lo}": nums(r_lo),
-        f"resnet{hi}": nums(r_hi),
-        f"plain{lo}": nums(p_lo),
-        f"plain{hi}": nums(p_hi),
+        **{k: nums(v) for k, v in nets.items()},
         "test_acc": {f"{n}{d}": metrics[f"mnist1d_{n}{d}_test_acc"] for d in depths for n in NETS},
     }
     rule = (
@@ -379,15 +319,7 @@ def _claims(stats: dict, metrics: dict, cfg: dict) -> list[dict]:
                 "directions, the same keys for both nets of a depth); "
                 f"ResNets use h = 1/√N, no normalisation layers. Centre-region "
                 f"(|α|, |β| ≤ {CENTRE}) fractions: "
-                + ", ".join(
-                    f"{k}: {v['neg_frac_centre']:.3f}"
-                    for k, v in (
-                        (f"resnet{lo}", r_lo),
-                        (f"resnet{hi}", r_hi),
-                        (f"plain{lo}", p_lo),
-                        (f"plain{hi}", p_hi),
-                    )
-                )
+                + ", ".join(f"{k}: {v['neg_frac_centre']:.3f}" for k, v in nets.items())
                 + "."
                 + basins
             ),
@@ -400,70 +332,41 @@ def _claims(stats: dict, metrics: dict, cfg: dict) -> list[dict]:
 
 
 def plot(result: dict, arrays: dict):
-    with plt.rc_context(STYLE):
-        return _draw(result, arrays)
-
-
-def _log(z: np.ndarray) -> np.ndarray:
-    return np.log10(np.maximum(z, 1e-8))
-
-
-def _levels(lo: float, hi: float) -> np.ndarray:
-    return np.linspace(lo, hi, 30)
-
-
-def _draw(result: dict, arrays: dict):
     m = result["metrics"]
-    depths = m["config"]["depths"]
-    names = [(n, d) for d in depths for n in NETS]
+    names = [(n, d) for d in m["config"]["depths"] for n in NETS]
     g = arrays["grid"]
-    fig, axes = figure(3, len(names), size=(3.3, 3.0))
+    fig, axes = figure(3, len(names), size=(3.3, 3.0), layout="constrained")
+    keys = [f"mnist1d_{n}{d}" for n, d in names]
+    log = {p: np.log10(np.maximum(arrays[f"{p}_z0"], 1e-8)) for p in keys}
+    lo, hi = limits(*log.values())  # one scale for every random slice: the nets compare
     for col, (net_name, d) in enumerate(names):
         p = f"mnist1d_{net_name}{d}"
         title = f"{LABEL[net_name]}, {d} blocks (test acc {m[f'{p}_test_acc']:.2f})"
-        # row 0: random filter-normalised slice
+        # row 0: random filter-normalised slice, the whole range: the far slopes show
         ax = axes[0, col]
-        lz = _log(arrays[f"{p}_z0"])
-        lv = _levels(float(lz.min()), float(lz.max()))  # the whole range: the far slopes show
-        cs = ax.contourf(g, g, lz, levels=lv)
-        ax.contour(g, g, lz, levels=lv, colors="k", linewidths=0.3)
-        fig.colorbar(cs, ax=ax, shrink=0.85, label="log10 train loss")
+        heatmap(ax, log[p], x=g, y=g, levels=29, vmin=lo, vmax=hi, outline=True, aspect="equal")
         mins = np.asarray(m[f"{p}_local_minima_xy"][0], float).reshape(-1, 2)
         ax.plot(mins[:, 0], mins[:, 1], "o", mfc="none", mec="#d62728", ms=6)
         ax.plot(0, 0, "w*", ms=8)
+        decorate(ax, xlabel="α (direction δ)", ylabel="β (direction η)")
         ax.set_title(f"{title}\nrandom filter-normalised slice 1", fontsize=8.5)
-        ax.set_xlabel("α (direction δ)")
-        ax.set_ylabel("β (direction η)")
-        ax.set_aspect("equal")
-        ax.grid(False)
-        # row 1: PCA plane with the trajectory
-        ax = axes[1, col]
-        px, py, zp = arrays[f"{p}_pca_x"], arrays[f"{p}_pca_y"], arrays[f"{p}_pca_z"]
-        lzp = _log(zp)
-        lv = _levels(float(lzp.min()), min(float(lzp.max()), float(lzp.min()) + 3.0))
-        cs = ax.contourf(px, py, lzp, levels=lv, extend="max")
-        fig.colorbar(cs, ax=ax, shrink=0.85, label="log10 train loss")
-        c = arrays[f"{p}_pca_coords"]
-        ax.plot(c[:, 0], c[:, 1], "-o", color="#d62728", ms=2.5, lw=1.0)
-        ax.plot(c[0, 0], c[0, 1], "s", color="w", mec="k", ms=5, label="init")
+        # row 1: PCA plane with the trajectory, its own 3 decades above the minimum
+        ax, evr = axes[1, col], m[f"{p}_pca_explained_variance"]
+        lzp = np.log10(np.maximum(arrays[f"{p}_pca_z"], 1e-8))
+        levels = np.linspace(lzp.min(), min(lzp.max(), lzp.min() + 3.0), 30)
+        xy = dict(x=arrays[f"{p}_pca_x"], y=arrays[f"{p}_pca_y"])
+        heatmap(ax, lzp, **xy, levels=levels, extend="max", colorbar="log10 train loss")
+        init = dict(marker="s", color="w", mec="k", ms=5, label="init")
+        walk = dict(color="#d62728", ms=2.5, lw=1.0)
+        trajectories(ax, [arrays[f"{p}_pca_coords"]], "-o", style=walk, start=init)
         ax.plot(0, 0, "w*", mec="k", ms=9, label="final")
-        evr = m[f"{p}_pca_explained_variance"]
-        ax.set_xlabel(f"PC1 ({evr[0] * 100:.1f}% of variance)")
-        ax.set_ylabel(f"PC2 ({evr[1] * 100:.1f}%)")
+        xlabel, ylabel = f"PC1 ({evr[0] * 100:.1f}% of variance)", f"PC2 ({evr[1] * 100:.1f}%)"
+        decorate(ax, xlabel=xlabel, ylabel=ylabel, legend="best")
         ax.set_title("training trajectory on its PCA plane", fontsize=8.5)
-        ax.legend(loc="best", fontsize=7)
-        ax.grid(False)
         # row 2: non-convexity map
-        ax = axes[2, col]
-        gi = g[1:-1]
-        im = ax.pcolormesh(
-            gi, gi, arrays[f"{p}_rho0"], vmin=0.0, vmax=0.5, cmap="magma", shading="nearest"
-        )
-        fig.colorbar(im, ax=ax, shrink=0.85, label="ρ (clipped at 0.5)")
-        ax.set_aspect("equal")
-        ax.set_xlabel("α")
-        ax.set_ylabel("β")
-        ax.grid(False)
+        ax, gi = axes[2, col], g[1:-1]
+        heatmap(ax, arrays[f"{p}_rho0"], x=gi, y=gi, vmin=0.0, vmax=0.5, cmap="magma")
+        decorate(ax, xlabel="α", ylabel="β")
         fr = ", ".join(f"{v * 100:.1f}" for v in m[f"{p}_neg_frac_per_slice"])
         nm = ", ".join(str(v) for v in m[f"{p}_local_minima_per_slice"])
         ax.set_title(
@@ -471,11 +374,13 @@ def _draw(result: dict, arrays: dict):
             f"(per slice)\nlocal minima: {nm}",
             fontsize=8,
         )
+    shared_colorbar(axes[0], label="log10 train loss", vmin=lo, vmax=hi)
+    rho = dict(vmin=0.0, vmax=0.5, cmap="magma", extend="max")
+    shared_colorbar(axes[2], label="ρ (clipped at 0.5)", **rho)
     fig.suptitle(
         f"{TITLE}\nMLP blocks, same init and training per depth; loss on all "
         f"{m['mnist1d_n_train']} training samples, {len(g)}×{len(g)} grids; red circles: "
         "interior local minima",
         fontsize=10,
     )
-    fig.tight_layout()
     return fig

@@ -27,9 +27,9 @@ Slopes: bytes per layer from a least-squares line through (``L``, bytes), and th
 exponent between the two largest depths (``≈ 1`` for linear growth, ``≈ 0`` for flat).
 """
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
@@ -37,7 +37,7 @@ from terrain_jax import ODEBlock, ResidualNet
 from terrain_jax.analysis import linear_fit
 from terrain_jax.fields import MLPField
 from terrain_jax.nets import AdjointODENet, Classifier, DEQNet, ODENet
-from terrain_jax.plotting import STYLE, figure
+from terrain_jax.plotting import bars, convergence, decorate, figure, integer_ticks, reference_slope
 from terrain_jax.train import ce_loss, compiled_memory, make_step
 
 from ._common import claim
@@ -61,6 +61,13 @@ COLOR = {
     "deq_unroll": "#c5b0d5",
     "ode_backsolve": "#2ca02c",
     "ode_backprop": "#1f77b4",
+}
+SOURCE = {
+    "resnet": "Chen et al. 2018, Table 1 (ResNet memory O(L))",
+    "deq_unroll": "Bai et al. 2019 (backprop through the solver's iterations)",
+    "ode_backprop": "Chen et al. 2018, Table 1 (RK-Net memory O(L̃))",
+    "deq_implicit": "Bai et al. 2019; issue 4 (≤ 1.1× from 10 to 100 steps)",
+    "ode_backsolve": "Chen et al. 2018, Table 1 (ODE-Net memory O(1))",
 }
 
 FULL = dict(depths=(4, 16, 64, 256), width=64, batch=128)
@@ -91,8 +98,6 @@ def _temp_bytes(family: str, depth: int, cfg: dict, key) -> int:
     k_net, k_head, k_x = jax.random.split(key, 3)
     w = cfg["width"]
     model = Classifier(_net(family, depth, w, k_net), FEATURES, w, CLASSES, key=k_head)
-    import equinox as eqx
-
     params, static = eqx.partition(model, eqx.is_array)
     opt = optax.sgd(1e-3)  # the optimizer's state is O(params), the same at every depth
     with jax.numpy_dtype_promotion("standard"):
@@ -132,89 +137,53 @@ def run(seed: int, quick: bool) -> dict:
 
 
 def _claims(depths, s) -> list[dict]:
+    """One claim per measured family: O(depth) growth for GROW, flat memory for FLAT."""
     lo, hi = int(depths[0]), int(depths[-1])
     out = []
-    for fam, source in (
-        ("resnet", "Chen et al. 2018, Table 1 (ResNet memory O(L))"),
-        ("deq_unroll", "Bai et al. 2019 (backprop through the solver's iterations)"),
-        ("ode_backprop", "Chen et al. 2018, Table 1 (RK-Net memory O(L̃))"),
-    ):
-        if fam not in s:
-            continue
-        e = s[fam]["loglog_exponent_top"]
-        out.append(
-            claim(
+    for fam in (f for f in (*GROW, *FLAT) if f in s):
+        e, r, bpl = (s[fam][k] for k in ("loglog_exponent_top", "ratio_max_min", "bytes_per_layer"))
+        ratio = {f"ratio_L{hi}_over_L{lo}": r}
+        if fam in GROW:
+            text = (
                 f"{LABEL[fam]}: training memory grows O(depth). Supported if the log-log "
                 f"exponent of temporary memory between the two largest depths is in "
-                f"[{LINEAR_EXP[0]}, {LINEAR_EXP[1]}]",
-                source,
-                "supported" if LINEAR_EXP[0] <= e <= LINEAR_EXP[1] else "refuted",
-                {
-                    "loglog_exponent_top": e,
-                    "bytes_per_layer": s[fam]["bytes_per_layer"],
-                    f"ratio_L{hi}_over_L{lo}": s[fam]["ratio_max_min"],
-                },
-                f"exponent in {list(LINEAR_EXP)}",
+                f"[{LINEAR_EXP[0]}, {LINEAR_EXP[1]}]"
             )
-        )
-    for fam, source in (
-        ("deq_implicit", "Bai et al. 2019; issue 4 (≤ 1.1× from 10 to 100 steps)"),
-        ("ode_backsolve", "Chen et al. 2018, Table 1 (ODE-Net memory O(1))"),
-    ):
-        if fam not in s:
-            continue
-        r = s[fam]["ratio_max_min"]
-        out.append(
-            claim(
+            ok, expected = LINEAR_EXP[0] <= e <= LINEAR_EXP[1], f"exponent in {list(LINEAR_EXP)}"
+            measured = {"loglog_exponent_top": e, "bytes_per_layer": bpl, **ratio}
+        else:
+            text = (
                 f"{LABEL[fam]}: training memory stays flat as L grows from {lo} to {hi}. "
-                f"Supported if memory at L = {hi} is ≤ {FLAT_RATIO}× memory at L = {lo}",
-                source,
-                "supported" if r <= FLAT_RATIO else "refuted",
-                {
-                    f"ratio_L{hi}_over_L{lo}": r,
-                    "bytes_per_layer": s[fam]["bytes_per_layer"],
-                    "loglog_exponent_top": s[fam]["loglog_exponent_top"],
-                },
-                f"ratio <= {FLAT_RATIO}",
+                f"Supported if memory at L = {hi} is ≤ {FLAT_RATIO}× memory at L = {lo}"
             )
-        )
+            ok, expected = r <= FLAT_RATIO, f"ratio <= {FLAT_RATIO}"
+            measured = {**ratio, "bytes_per_layer": bpl, "loglog_exponent_top": e}
+        out.append(claim(text, SOURCE[fam], "supported" if ok else "refuted", measured, expected))
     return out
 
 
 def plot(result: dict, arrays: dict):
-    with plt.rc_context(STYLE):
-        return _draw(result, arrays)
-
-
-def _draw(result: dict, arrays: dict):
     m = result["metrics"]
     depths = np.asarray(arrays["depths"], float)
-    fig, axes = figure(1, 2, size=(4.6, 3.6))
-    ax = axes[0]
     names = [f for f in FAMILIES if f"{f}_temp_bytes" in arrays]
-    for fam in names:
-        mem = np.asarray(arrays[f"{fam}_temp_bytes"], float)
-        e = m[f"{fam}_loglog_exponent_top"]
-        ls = "-" if fam in FLAT or fam == "resnet" else "--"
-        ax.loglog(depths, mem / 1e6, marker="o", ms=4, ls=ls, color=COLOR[fam],
-                  label=f"{LABEL[fam]} (exp. {e:.2f})")  # fmt: skip
-    ref = np.asarray(arrays["resnet_temp_bytes"], float)[-1] / 1e6 * depths / depths[-1]
-    ax.loglog(depths, ref, color="k", lw=0.7, ls=":", label="slope 1 (O(depth))")
-    ax.set_xlabel("depth L (blocks / solver steps / max fixed-point steps)")
-    ax.set_ylabel("temporary memory of the train step (MB)")
-    ax.set_title("memory vs depth (log-log)")
-    ax.legend(fontsize=6.5, loc="upper left")
-    ax = axes[1]
-    bpl = [m[f"{f}_bytes_per_layer"] / 1e3 for f in names]
-    bars = ax.barh(np.arange(len(names)), bpl, color=[COLOR[f] for f in names])
-    for b, v in zip(bars, bpl, strict=True):
-        ax.annotate(f"{v:.1f} kB", (max(v, 0), b.get_y() + b.get_height() / 2), va="center",
-                    fontsize=7, xytext=(3, 0), textcoords="offset points")  # fmt: skip
+    label = {f: f"{LABEL[f]} (exp. {m[f'{f}_loglog_exponent_top']:.2f})" for f in names}
+    flat = {f: "-" if f in FLAT or f == "resnet" else "--" for f in names}
+    fig, axes = figure(1, 2, size=(4.6, 3.6))
+    mem = {label[f]: np.asarray(arrays[f"{f}_temp_bytes"], float) / 1e6 for f in names}
+    styles = {label[f]: dict(color=COLOR[f], ls=flat[f]) for f in names}
+    ref = (depths[-1], arrays["resnet_temp_bytes"][-1] / 1e6)  # through the ResNet's last point
+    convergence(axes[0], depths, mem, styles=styles, title="memory vs depth (log-log)")
+    reference_slope(axes[0], depths, 1, through=ref, label="slope 1 (O(depth))", ls=":", lw=0.7)
+    xlabel = "depth L (blocks / solver steps / max fixed-point steps)"
+    decorate(axes[0], xlabel=xlabel, ylabel="temporary memory of the train step (MB)")
+    axes[0].legend(fontsize=6.5, loc="upper left")
+    integer_ticks(axes[0], depths)
     ticks = [LABEL[f].replace(", ", "\n", 1) for f in names]
-    ax.set_yticks(np.arange(len(names)), ticks, fontsize=7)
-    ax.set_xlabel("bytes per layer (least-squares slope), kB")
-    ax.set_title("memory cost of one more layer")
-    ax.margins(x=0.25)
+    per_layer = {"": [m[f"{f}_bytes_per_layer"] / 1e3 for f in names]}
+    colors = {"": [COLOR[f] for f in names]}
+    bars(axes[1], ticks, per_layer, colors=colors, fmt="{:.1f} kB", horizontal=True, fontsize=7)
+    xlabel = "bytes per layer (least-squares slope), kB"
+    decorate(axes[1], xlabel=xlabel, title="memory cost of one more layer")
+    axes[1].tick_params(axis="y", labelsize=7)
     fig.suptitle(f"{TITLE} (width {m['width']}, batch {m['batch']})")
-    fig.tight_layout()
     return fig

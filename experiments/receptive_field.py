@@ -22,8 +22,18 @@ import numpy as np
 
 from terrain_jax import PlainNet, ResidualNet
 from terrain_jax.analysis import loglog_slope
-from terrain_jax.nets import effective_receptive_field
-from terrain_jax.plotting import COLORS, figure
+from terrain_jax.nets import effective_receptive_field, receptive_field_mass, receptive_field_width
+from terrain_jax.plotting import (
+    COLORS,
+    convergence,
+    curves,
+    decorate,
+    figure,
+    heatmap,
+    integer_ticks,
+    reference_slope,
+    shared_colorbar,
+)
 
 from ._common import claim
 
@@ -32,28 +42,6 @@ TITLE = "Effective receptive field: plain vs residual conv nets"
 
 CHANNELS = 16
 KERNEL = 3
-
-
-def _erf(net, size: int, samples: int, key) -> np.ndarray:
-    """Mean ``|∂ Σ_c y[c, centre] / ∂x|`` over random inputs, summed over input channels."""
-    xs = jax.random.normal(key, (samples, CHANNELS, size, size))
-    return np.asarray(effective_receptive_field(net, xs))
-
-
-def _width(erf: np.ndarray) -> float:
-    """RMS distance from the centre under the ERF normalised to unit mass."""
-    n = erf.shape[0]
-    r = np.arange(n) - n // 2
-    d2 = r[:, None] ** 2 + r[None, :] ** 2
-    p = erf / erf.sum()
-    return float(np.sqrt(np.sum(p * d2)))
-
-
-def _centre_fraction(erf: np.ndarray, radius: int) -> float:
-    """Fraction of ERF mass within ``radius`` pixels (Chebyshev) of the centre."""
-    c = erf.shape[0] // 2
-    win = erf[c - radius : c + radius + 1, c - radius : c + radius + 1]
-    return float(win.sum() / erf.sum())
 
 
 def run(seed: int, quick: bool) -> dict:
@@ -74,10 +62,12 @@ def run(seed: int, quick: bool) -> dict:
             "residual": ResidualNet(CHANNELS, CHANNELS, depth, key=kn, h=1.0, **common),
         }
         for name, net in nets.items():
-            e = _erf(eqx.filter_jit(net), size, samples, kx)
+            # mean |∂ Σ_c y[c, centre] / ∂x| over random inputs, summed over input channels
+            xs = jax.random.normal(kx, (samples, CHANNELS, size, size))
+            e = np.asarray(effective_receptive_field(eqx.filter_jit(net), xs))
             erfs[name].append(e)
-            widths[name].append(_width(e))
-            centre[name].append(_centre_fraction(e, 2))
+            widths[name].append(receptive_field_width(e))
+            centre[name].append(receptive_field_mass(e, 2))
     L = np.array(depths, dtype=float)
     slope = {k: loglog_slope(L, np.asarray(widths[k])) for k in widths}
     theoretical = [2.0 * d * (KERNEL // 2) for d in depths]  # radius of the theoretical RF
@@ -128,70 +118,42 @@ def run(seed: int, quick: bool) -> dict:
     return {"metrics": metrics, "claims": claims, "arrays": arrays}
 
 
-def _depth_ticks(ax, depths) -> None:
-    ax.minorticks_off()
-    ax.set_xticks(depths)
-    ax.set_xticklabels([str(d) for d in depths])
-
-
 def plot(result: dict, arrays: dict):
     m = result["metrics"]
     depths = m["depths"]
     show = [0, len(depths) // 2, len(depths) - 1]
-    fig, axes = figure(2, len(show) + 1, size=(2.9, 2.7))
-    size = m["image_size"]
-    half = size // 2
+    fig, axes = figure(2, len(show) + 1, size=(2.9, 2.7), layout="constrained")
+    half = m["image_size"] // 2
     extent = (-half - 0.5, half + 0.5, -half - 0.5, half + 0.5)
+    color = {"plain": COLORS["plain"], "residual": COLORS["resnet"]}
+    scale = dict(vmin=-4, vmax=0, cmap="magma")
     for row, name in enumerate(["plain", "residual"]):
         for col, i in enumerate(show):
-            ax = axes[row, col]
-            e = arrays[f"erf_{name}"][i]
-            ax.imshow(np.log10(e / e.max() + 1e-12), vmin=-4, vmax=0, extent=extent, cmap="magma")
-            r = m["theoretical_rf_radius"][i]
-            ax.add_patch(
-                mpatches.Rectangle(
-                    (-r - 0.5, -r - 0.5), 2 * r + 1, 2 * r + 1, fill=False, ec="w", ls="--", lw=0.8
-                )
-            )
-            ax.set_title(f"{name}, L = {depths[i]}: RMS {m[f'rms_width_{name}'][i]:.1f}px")
-            ax.grid(False)
-            ax.set_xticks([])
-            ax.set_yticks([])
-    axes[1, 0].set_xlabel("log10 |∂y_centre/∂x| (dashed: theoretical RF)")
+            ax, e, r = axes[row, col], arrays[f"erf_{name}"][i], m["theoretical_rf_radius"][i]
+            title = f"{name}, L = {depths[i]}: RMS {m[f'rms_width_{name}'][i]:.1f}px"
+            log_erf = np.log10(e / e.max() + 1e-12)
+            heatmap(ax, log_erf, extent=extent, **scale, title=title, xticks=[], yticks=[])
+            box = dict(fill=False, ec="w", ls="--", lw=0.8)
+            ax.add_patch(mpatches.Rectangle((-r - 0.5, -r - 0.5), 2 * r + 1, 2 * r + 1, **box))
+    bar = "log10 |∂y_centre/∂x| / max (dashed: theoretical RF)"
+    shared_colorbar(axes[:, : len(show)], label=bar, **scale, shrink=0.6)
+
     ax = axes[0, -1]
-    for name in ["plain", "residual"]:
-        ax.loglog(
-            depths,
-            m[f"rms_width_{name}"],
-            "o-",
-            color=COLORS[name if name == "plain" else "resnet"],
-            label=f"{name}: slope {m[f'width_exponent_{name}']:.2f}",
-        )
-    ax.loglog(depths, m["theoretical_rf_radius"], "k--", lw=1, label="theoretical radius (slope 1)")
-    ref = np.array(depths, float)
-    ax.loglog(depths, m["rms_width_residual"][0] * np.sqrt(ref / ref[0]), "k:", lw=1, label="√L")
-    _depth_ticks(ax, depths)
-    ax.set_ylim(2, 400)
-    ax.set_yticks([3, 10, 30, 100])
-    ax.set_yticklabels(["3", "10", "30", "100"])
-    ax.set_xlabel("blocks L")
-    ax.set_ylabel("ERF RMS width (px)")
-    ax.legend(loc="upper left", fontsize=7)
-    ax.set_title("ERF width vs depth")
-    ax = axes[1, -1]
-    for name in ["plain", "residual"]:
-        ax.semilogx(
-            depths,
-            m[f"centre_5x5_mass_fraction_{name}"],
-            "o-",
-            color=COLORS[name if name == "plain" else "resnet"],
-            label=name,
-        )
-    _depth_ticks(ax, depths)
-    ax.set_xlabel("blocks L")
-    ax.set_ylabel("ERF mass in central 5×5")
-    ax.legend()
-    ax.set_title("concentration at the centre")
+    widths = {f"{n}: slope {m[f'width_exponent_{n}']:.2f}": m[f"rms_width_{n}"] for n in color}
+    styles = dict(zip(widths, color.values(), strict=True))
+    widths["theoretical radius (slope 1)"] = m["theoretical_rf_radius"]
+    styles["theoretical radius (slope 1)"] = dict(color="k", ls="--", lw=1, marker="")
+    convergence(ax, depths, widths, styles=styles, ylim=(2, 400), title="ERF width vs depth")
+    sqrt_l = (depths[0], m["rms_width_residual"][0])
+    reference_slope(ax, depths, 0.5, through=sqrt_l, label="√L", ls=":", lw=1)
+    integer_ticks(ax, depths)
+    integer_ticks(ax, [3, 10, 30, 100], axis="y")
+    decorate(ax, xlabel="blocks L", ylabel="ERF RMS width (px)", legend="upper left")
+
+    mass = {n: m[f"centre_5x5_mass_fraction_{n}"] for n in color}
+    curves(axes[1, -1], depths, mass, "o-", styles=color, xscale="log", legend=True)
+    integer_ticks(axes[1, -1], depths)
+    title = "concentration at the centre"
+    decorate(axes[1, -1], xlabel="blocks L", ylabel="ERF mass in central 5×5", title=title)
     fig.suptitle("Effective receptive field at initialisation (He init, ReLU, 16 channels)")
-    fig.tight_layout()
     return fig

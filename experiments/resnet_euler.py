@@ -23,15 +23,13 @@ classes to linearly separable positions.
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
-from matplotlib.lines import Line2D
 
 from terrain_jax import ResidualNet, integrate
 from terrain_jax.data import moons
-from terrain_jax.plotting import COLORS, STYLE, figure
+from terrain_jax.plotting import COLORS, decorate, figure, figure_legend, legend_handles
 from terrain_jax.train import accuracy, cross_entropy, fit
 
 from ._common import claim
@@ -228,17 +226,10 @@ def run(seed: int, quick: bool) -> dict:
 
 
 def plot(result: dict, arrays: dict):
-    # the project style is applied to every artist (``figure`` only styles the axes)
-    with plt.rc_context(STYLE):
-        return _draw(result, arrays)
-
-
-def _draw(result: dict, arrays: dict):
     m = result["metrics"]
     cls = ("#1f77b4", "#ff7f0e")
     fig, axes = figure(1, 3, size=(4.2, 3.9))
-    ax = axes[0]
-    xt, yt = arrays["x_train"], arrays["y_train"]
+    ax, xt, yt = axes[0], arrays["x_train"], arrays["y_train"]
     for c in (0, 1):
         ax.scatter(*xt[yt == c].T, s=4, color=cls[c], alpha=0.35, lw=0)
     for i in range(arrays["hidden_plot"].shape[0]):
@@ -247,70 +238,53 @@ def _draw(result: dict, arrays: dict):
         ax.plot(*arrays["euler_plot"][i].T, color=COLORS["euler"], lw=0.8, ls="--")
         ax.plot(*arrays["hidden_plot"][i].T, "o", color=c, ms=2.6, mec="k", mew=0.3)
         ax.plot(*arrays["hidden_plot"][i, 0], "s", color=c, ms=3.5, mec="k", mew=0.5)
-    handles = [
-        Line2D([], [], color=COLORS["tsit5"], label="Tsit5 flow of the net's field"),
-        Line2D([], [], color=COLORS["euler"], ls="--", label=f"Euler solve, {m['depth']} steps"),
-        Line2D(
-            [], [], ls="", marker="o", color="grey", mec="k", mew=0.3, label="net hidden states"
-        ),
-        Line2D([], [], ls="", marker="s", color="grey", mec="k", mew=0.5, label="input point"),
-        Line2D([], [], ls="", marker="o", color=cls[0], label="class 0"),
-        Line2D([], [], ls="", marker="o", color=cls[1], label="class 1"),
-    ]
-    ax.set_title(f"{len(arrays['y_plot'])} test points through {m['depth']} blocks")
-    ax.set_xlabel("$x_1$")
-    ax.set_ylabel("$x_2$")
+    title = f"{len(arrays['y_plot'])} test points through {m['depth']} blocks"
+    decorate(ax, xlabel="$x_1$", ylabel="$x_2$", title=title)
     ax.set_aspect("equal", adjustable="datalim")
 
-    ax = axes[1]
-    z, zc, y = arrays["final_test"], arrays["final_tsit5"], arrays["y_test"]
+    ax, z, zc, y = axes[1], arrays["final_test"], arrays["final_tsit5"], arrays["y_test"]
     for c in (0, 1):
         ax.scatter(*z[y == c].T, s=5, color=cls[c], lw=0, alpha=0.6)
     ax.scatter(*zc.T, s=7, facecolors="none", edgecolors="k", lw=0.25, alpha=0.4)
     w, b = arrays["readout_w"], arrays["readout_b"]
     dw, db = w[0] - w[1], b[0] - b[1]
     lo, hi = np.min(np.concatenate([z, zc]), 0), np.max(np.concatenate([z, zc]), 0)
-    pad = 0.05 * (hi - lo)
-    xs = np.linspace(lo[0] - pad[0], hi[0] + pad[0], 2)
+    lo, hi = lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)
     if abs(dw[1]) > 1e-12:
-        ax.plot(xs, -(dw[0] * xs + db) / dw[1], "k-", lw=1)
-    ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
-    ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
-    handles += [
-        Line2D([], [], ls="", marker="o", mfc="none", mec="k", mew=0.5, label="Tsit5 end state"),
-        Line2D([], [], color="k", lw=1, label="linear readout boundary"),
-    ]
-    ax.set_title(
+        ax.plot([lo[0], hi[0]], [-(dw[0] * x + db) / dw[1] for x in (lo[0], hi[0])], "k-", lw=1)
+    title = (
         f"all test points at t = T: accuracy {m['moons_resnet_test_acc']:.3f} (net), "
         f"{m['moons_ode_flow_test_acc']:.3f} (flow)"
     )
-    ax.set_xlabel("$h_1(T)$")
-    ax.set_ylabel("$h_2(T)$")
+    xlim, ylim = (lo[0], hi[0]), (lo[1], hi[1])
+    decorate(ax, xlim=xlim, ylim=ylim, xlabel="$h_1(T)$", ylabel="$h_2(T)$", title=title)
 
-    ax = axes[2]
+    ax, floor = axes[2], 1e-9
     k = np.arange(len(arrays["dev_tsit5_max_k"]))
-    floor = 1e-9
-    ax.axhline(floor, color="grey", lw=0.6, ls=":")
+    decorate(ax, hlines=[floor])
     ax.text(k[-1], floor * 1.6, "exactly 0", ha="right", va="bottom", color="grey", fontsize=7)
-    ax.semilogy(k, np.maximum(arrays["dev_tsit5_max_k"], floor), "o-", color=COLORS["tsit5"])
-    ax.semilogy(
-        k, np.maximum(arrays["dev_tsit5_median_k"], floor), "o:", color=COLORS["tsit5"], ms=3
-    )
-    ax.semilogy(k, np.maximum(arrays["dev_euler_max_k"], floor), "s-", color=COLORS["euler"])
-    handles += [
-        Line2D([], [], marker="o", color=COLORS["tsit5"], label="‖net − Tsit5‖ max (median ⋯)"),
-        Line2D([], [], marker="s", color=COLORS["euler"], label="‖net − Euler solve‖ max"),
-    ]
-    ax.set_title(
-        "distance per block "
-        f"(max / largest displacement = {m['net_vs_tsit5_relative_max_deviation']:.3g})"
-    )
-    ax.set_xlabel("block k  (t = k h)")
-    ax.set_ylabel("distance in the plane")
+    for key, fmt, ms in (("tsit5_max", "o-", 6), ("tsit5_median", "o:", 3), ("euler_max", "s-", 6)):
+        c = COLORS[key.split("_")[0]]
+        ax.semilogy(k, np.maximum(arrays[f"dev_{key}_k"], floor), fmt, color=c, ms=ms)
+    rel = m["net_vs_tsit5_relative_max_deviation"]
+    title = f"distance per block (max / largest displacement = {rel:.3g})"
+    decorate(ax, xlabel="block k  (t = k h)", ylabel="distance in the plane", title=title)
+    point = dict(ls="", mec="k", color="grey")
+    keys = {
+        "Tsit5 flow of the net's field": COLORS["tsit5"],
+        f"Euler solve, {m['depth']} steps": dict(color=COLORS["euler"], ls="--"),
+        "net hidden states": dict(point, marker="o", mew=0.3),
+        "input point": dict(point, marker="s", mew=0.5),
+        "class 0": dict(ls="", marker="o", color=cls[0]),
+        "class 1": dict(ls="", marker="o", color=cls[1]),
+        "Tsit5 end state": dict(ls="", marker="o", mfc="none", mec="k", mew=0.5),
+        "linear readout boundary": dict(color="k", lw=1),
+        "‖net − Tsit5‖ max (median ⋯)": dict(marker="o", color=COLORS["tsit5"]),
+        "‖net − Euler solve‖ max": dict(marker="s", color=COLORS["euler"]),
+    }
     fig.suptitle(
         f"{TITLE}: net = Euler to {m['net_vs_euler_max_abs_diff']:.1e}; "
         f"net vs continuous flow: up to {m['net_vs_tsit5_max_abs_diff']:.3g}"
     )
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
-    fig.legend(handles=handles, loc="lower center", ncol=5, bbox_to_anchor=(0.5, 0.0))
+    figure_legend(fig, legend_handles(keys), ncol=5, space=0.1)
     return fig

@@ -7,19 +7,19 @@ non-expansive and a stack of such layers cannot amplify a gradient. This experim
 1. takes random MLP blocks ``f(x) = W₂ tanh(W₁ x + b₁) + b₂`` (width 32, hidden 64; one
    block per weight init: uniform, He, LeCun, orthogonal; biases ``N(0, 0.2²)`` so that
    ``J_f`` does not peak at ``x = 0`` for every block), computes
-   ``Lip(f) ≤ ‖W₂‖₂‖W₁‖₂`` (:func:`~terrain_jax.spectra.lipschitz_upper_bound`) and, on an
+   ``Lip(f) ≤ ‖W₂‖₂‖W₁‖₂`` (:func:`~terrain_jax.fields.lipschitz_upper_bound`) and, on an
    ``(α, β)`` grid, the dense Jacobian of the layer of a
-   :class:`~terrain_jax.ScaledResidualNet` (:func:`~terrain_jax.spectra.layer_jacobian`,
+   :class:`~terrain_jax.ScaledResidualNet` (:func:`~terrain_jax.nets.layer_jacobian`,
    ``vmap``-ed over sampled inputs and blocks, ``α, β`` passed as arrays) and its exact
    spectral norm (SVD). Inputs are ``N(0, σ² I)`` with ``σ ∈ {0.1, 0.5, 1, 2}`` (equal
    shares). A violation is a sampled norm above ``1 + 1e-5`` (float32 round-off);
 2. stacks 1,000 such blocks (uniform init) and measures the end-to-end gradient ratio
    ``‖∂L/∂x_0‖ / ‖∂L/∂x_L‖`` for a linear loss ``L = mean_b ⟨u_b, x_L⟩`` (so
-   ``∂L/∂x_L`` is fixed) with :func:`~terrain_jax.spectra.layer_gradient_norms`, at
+   ``∂L/∂x_L`` is fixed) with :func:`~terrain_jax.nets.layer_gradient_norms`, at
    ``α = c · β / max_k Lip(f_k)`` for ``c`` from 0.1 (inside) to 1000 (far outside), all
    configurations in one ``vmap``;
 3. measures the condition number of ``I + α J_f(x)`` against ``α``
-   (:func:`~terrain_jax.spectra.condition_number`) for a few sampled ``x``, with the
+   (:func:`~terrain_jax.linalg.condition_number`) for a few sampled ``x``, with the
    bound ``κ ≤ (1 + α Lip)/(1 − α Lip)`` that holds for ``α < 1/Lip``.
 """
 
@@ -31,11 +31,11 @@ import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 
 from terrain_jax import ScaledResidualNet
-from terrain_jax.analysis import log_linear_rate
+from terrain_jax.analysis import first_where, gradient_decay
 from terrain_jax.fields import lipschitz_lower_bound, lipschitz_upper_bound
 from terrain_jax.linalg import condition_number
 from terrain_jax.nets import block_field_jacobian, layer_gradient_norms, layer_jacobian, make_blocks
-from terrain_jax.plotting import figure
+from terrain_jax.plotting import decorate, depth_profile, figure, heatmap, quantile_band
 
 from ._common import claim
 
@@ -95,9 +95,7 @@ def _setup(key, n_samples: int, depth: int):
 
 
 def _net(blocks, depth, alpha, beta):
-    return ScaledResidualNet(
-        WIDTH, HIDDEN, depth, key=jax.random.PRNGKey(0), blocks=blocks, alpha=alpha, beta=beta
-    )
+    return ScaledResidualNet(WIDTH, HIDDEN, depth, blocks=blocks, alpha=alpha, beta=beta)
 
 
 @eqx.filter_jit
@@ -188,12 +186,8 @@ def run(seed: int, quick: bool) -> dict:
     viol_out = int(cnt[~inside].sum())
     checked_in = int(inside.sum()) * n_samples
     # tightness: for each (β, block), smallest grid α with a violation, over β / Lip_upper
-    gaps = []
-    for j in range(betas.size):
-        for k in range(len(INITS)):
-            bad = np.nonzero(cnt[:, j, k] > 0)[0]
-            if bad.size:
-                gaps.append(alphas[bad[0]] * lip_up[k] / betas[j])
+    bad = cnt > 0
+    gaps = (alphas[np.argmax(bad, axis=0)] * lip_up / betas[:, None])[bad.any(axis=0)]
     # 2. depth-1000 gradients
     deep_lip_max = float(np.max(np.asarray(deep_lip)))
     B, C = np.meshgrid(np.asarray(e2e_betas), e2e_c, indexing="ij")
@@ -202,15 +196,11 @@ def run(seed: int, quick: bool) -> dict:
     u = jax.random.normal(k_u, (E2E_BATCH, WIDTH))
     prof, xnorm = _end_to_end(deep, x0, u, f32(e2e_alpha), f32(B.ravel()))
     prof, xnorm = np.asarray(prof), np.asarray(xnorm)
-    ratio = prof[:, 0] / prof[:, -1]
+    # first/last ratio and fitted d ln‖∂L/∂x_k‖ / d(L − k), per (β, c)
+    ratio, rates = gradient_decay(prof, floor=NORM_FLOOR)[:2]
     max_ratio = np.max(prof / prof[:, -1:], axis=1)
-    # fitted d ln‖∂L/∂x_k‖ / d(L − k), per (β, c)
-    n_back = np.arange(prof.shape[-1], dtype=float)[::-1]
-    rates = np.array([log_linear_rate(n_back, p, floor=NORM_FLOOR).rate for p in prof])
-    first_growth = []  # per β: smallest c whose fitted per-layer rate is positive
-    for r in rates.reshape(B.shape):
-        pos = np.nonzero(r > 0)[0]
-        first_growth.append(float(e2e_c[pos[0]]) if pos.size else None)
+    # per β: smallest c whose fitted per-layer rate is positive
+    first_growth = [first_where(r > 0, e2e_c) for r in rates.reshape(B.shape)]
     # 3. conditioning of I + α J_f
     cond, jn = _conditioning(blocks, xs[:, :n_cond], f32(cond_alphas))
     cond, jn = np.asarray(cond), np.asarray(jn)
@@ -238,8 +228,8 @@ def run(seed: int, quick: bool) -> dict:
         "violations_outside": viol_out,
         "jacobians_checked_outside": int((~inside).sum()) * n_samples,
         "layer_jacobian_vs_closed_form_max_abs_diff": float(dev),
-        "first_violation_alpha_over_bound_min": float(min(gaps)) if gaps else None,
-        "first_violation_alpha_over_bound_median": float(np.median(gaps)) if gaps else None,
+        "first_violation_alpha_over_bound_min": float(min(gaps)) if gaps.size else None,
+        "first_violation_alpha_over_bound_median": float(np.median(gaps)) if gaps.size else None,
         "e2e_depth": depth,
         "e2e_block_lipschitz_upper_max": deep_lip_max,
         "e2e_betas": list(e2e_betas),
@@ -360,73 +350,48 @@ def plot(result: dict, arrays: dict):
     alphas, betas = np.asarray(m["alphas"]), np.asarray(m["betas"])
     lip, lip_lo = m["lipschitz_upper"][0], m["lipschitz_lower_sampled"][0]
     fig, axes = figure(1, 3, size=(4.4, 3.7))
-    ax = axes[0]
-    z = np.log10(arrays["grid_max_norm"][:, :, 0])
+    ax, z, la = axes[0], np.log10(arrays["grid_max_norm"][:, :, 0]), np.log10(alphas)
     lim = 1.0  # colour saturates at 10× above / below 1
-    db = betas[1] - betas[0] if betas.size > 1 else 0.1
-    la = np.log10(alphas)
-    da = la[1] - la[0] if la.size > 1 else 0.1
-    extent = (betas[0] - db / 2, betas[-1] + db / 2, la[0] - da / 2, la[-1] + da / 2)
-    im = ax.imshow(np.clip(z, -lim, lim), origin="lower", aspect="auto", extent=extent,
-                   cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -lim, lim))  # fmt: skip
-
+    bar = "log10 max spectral norm (clipped at ±1)"
+    scale = dict(norm=TwoSlopeNorm(0.0, -lim, lim), cmap="RdBu_r", extend="both", aspect="auto")
+    heatmap(ax, np.clip(z, -lim, lim), x=betas, y=la, colorbar=bar, **scale)
+    xlim, ylim = ax.get_xlim(), ax.get_ylim()
     if alphas.size > 1 and betas.size > 1:
         ax.contour(betas, la, z, levels=[np.log10(1 + 1e-5)], colors="k", linewidths=1.2)
-    bb = np.linspace(extent[0], extent[1], 100)
+    bb = np.linspace(*xlim, 100)
     ax.plot(bb, np.log10(bb / lip), "w-", lw=2.2)
-    ax.plot(bb, np.log10(bb / lip), "k--", lw=1.2, label="α = β / Lip(f) (upper bound)")
-    ax.plot(bb, np.log10(bb / lip_lo), "k:", lw=1.2, label="α = β / max‖J_f‖ (sampled)")
+    edges = {"α = β / Lip(f) (upper bound)": (lip, "--")}
+    edges["α = β / max‖J_f‖ (sampled)"] = (lip_lo, ":")
+    for label, (L, ls) in edges.items():
+        ax.plot(bb, np.log10(bb / L), ls=ls, color="k", lw=1.2, label=label)
     ax.plot([], [], "k-", lw=1.2, label="measured max norm = 1")
-    ax.set_xlim(extent[:2])
-    ax.set_ylim(extent[2:])
-    ax.set_xlabel("β")
-    ax.set_ylabel("log10 α")
-    ax.set_title(f"block 0 (uniform init): max over {m['samples_per_block']} inputs\n"
-                 "of ‖(1−β)I + αJ_f(x)‖₂")  # fmt: skip
+    title = f"block 0 (uniform init): max over {m['samples_per_block']} inputs\n"
+    title += "of ‖(1−β)I + αJ_f(x)‖₂"
+    decorate(ax, xlim=xlim, ylim=ylim, xlabel="β", ylabel="log10 α", title=title)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=7, ncol=2)
-    fig.colorbar(im, ax=ax, label="log10 max spectral norm (clipped at ±1)", shrink=0.85,
-                 extend="both")  # fmt: skip
 
-    ax = axes[1]
-    prof = arrays["e2e_profiles"]
-    nc = len(m["e2e_c"])
-    cs = np.asarray(m["e2e_c"])
+    ax, prof, cs = axes[1], arrays["e2e_profiles"], np.asarray(m["e2e_c"])
     show_c = [i for i, c in enumerate(cs) if np.isclose(np.log10(c) % 1, 0) or c == cs[-1]]
-    styles = ["-", "--", ":"]
-    cmap = __import__("matplotlib").colormaps["viridis"]
-    for bi in range(len(m["e2e_betas"])):
-        for ci in show_c:
-            p = prof[bi * nc + ci]
-            r = p[::-1] / p[-1]  # index = layers back-propagated through
-            r = np.where(r > 0, r, np.nan)
-            n = np.arange(r.size)
-            lab = f"c = {cs[ci]:g}" if bi == 0 else None
-            ax.loglog(
-                n[1:], r[1:], styles[bi % 3], color=cmap(ci / max(nc - 1, 1)), lw=1.2, label=lab
-            )
+    styles, cmap = ["-", "--", ":"], __import__("matplotlib").colormaps["viridis"]
     for bi, b in enumerate(m["e2e_betas"]):
+        label = {ci: f"c = {cs[ci]:g}" if bi == 0 else f"_{ci}" for ci in show_c}
+        norms = {label[ci]: prof[bi * len(cs) + ci] for ci in show_c}
+        colors = [cmap(ci / max(len(cs) - 1, 1)) for ci in show_c]
+        depth_profile(ax, norms, back=True, styles=colors, style=dict(ls=styles[bi % 3], lw=1.2))
         ax.plot([], [], styles[bi % 3], color="k", label=f"β = {b:g}")
-    ax.axhline(1, color="k", lw=0.6)
-    ax.set_xlabel("layers back-propagated through (L − k)")
-    ax.set_ylabel("‖∂L/∂x_k‖ / ‖∂L/∂x_L‖")
-    ax.set_title(f"depth {m['e2e_depth']}, α = c·β/Lip (c ≤ 1 inside)")
-    ax.legend(fontsize=7, ncol=2, loc="lower left")
+    title = f"depth {m['e2e_depth']}, α = c·β/Lip (c ≤ 1 inside)"
+    decorate(ax, title=title, legend=dict(ncol=2, loc="lower left"), hlines=[1])
 
-    ax = axes[2]
-    ca = np.asarray(m["cond_alphas"])
-    cond = arrays["cond"]
-    ax.loglog(ca, cond, color="#1f77b4", lw=0.8, alpha=0.6)
-    ax.loglog(ca, np.median(cond, axis=1), color="#1f77b4", lw=2, label="κ(I + αJ_f(x)), median")
+    ax, ca, cond = axes[2], np.asarray(m["cond_alphas"]), arrays["cond"]
+    label = "κ(I + αJ_f(x)), median (band: all inputs)"
+    quantile_band(ax, ca, cond, q=(0.0, 1.0), axis=1, color="#1f77b4", lw=2, label=label)
     lipc = m["cond_block_lipschitz_upper"]
     a = ca[ca * lipc < 1]
     ax.loglog(a, (1 + a * lipc) / (1 - a * lipc), "k--", lw=1.2, label="(1 + αLip)/(1 − αLip)")
     ax.axvline(1 / lipc, color="k", lw=0.8, ls=":", label="α = 1/Lip(f)")
-    ax.axvline(1 / max(m["cond_field_jacobian_norms"]), color="#d62728", lw=0.8, ls=":",
-               label="α = 1/max‖J_f(x)‖")  # fmt: skip
-    ax.set_xlabel("α")
-    ax.set_ylabel("condition number")
-    ax.set_title(f"conditioning of I + αJ_f, {cond.shape[1]} inputs")
-    ax.legend(fontsize=7, loc="upper left")
+    jac = 1 / max(m["cond_field_jacobian_norms"])
+    ax.axvline(jac, color="#d62728", lw=0.8, ls=":", label="α = 1/max‖J_f(x)‖")
+    title = f"conditioning of I + αJ_f, {cond.shape[1]} inputs"
+    decorate(ax, xlabel="α", ylabel="condition number", title=title, legend="upper left")
     fig.suptitle("Scaled residual (1−β)x + αf(x): non-expansive region, depth, conditioning")
-    fig.tight_layout()
     return fig

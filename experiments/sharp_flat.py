@@ -19,7 +19,7 @@ trains **until the full-train cross-entropy falls below** ``LOSS_THRESHOLD = 0.0
 loss the cross-entropy Hessian shrinks with the loss, so minima are only comparable at
 the same loss. A run still above the threshold after ``MAX_STEPS = 6000`` steps has not
 reached a minimum: it is reported (``not_converged``) and left out of the claims. At
-each minimum, on the full training set (:mod:`terrain_jax.spectra`):
+each minimum, on the full training set (:mod:`terrain_jax.curvature`):
 top-5 Hessian eigenvalues (Lanczos, 90 steps), Hutchinson trace with its standard error
 (100 Rademacher probes), the stochastic-Lanczos-quadrature density (8 probes × 80 steps;
 its per-probe traces give a second trace estimate), and train / test accuracy.
@@ -34,14 +34,14 @@ import numpy as np
 import optax
 from jaxtyping import Array, PRNGKeyArray
 from matplotlib.ticker import NullFormatter
-from scipy.stats import spearmanr
 
+from terrain_jax.analysis import rank_correlation
 from terrain_jax.curvature import hessian_operator, hessian_top_eigenvalues
 from terrain_jax.data import digits
 from terrain_jax.linalg import hutchinson_trace, spectral_density
 from terrain_jax.nets import rescale_relu_layer
-from terrain_jax.plotting import figure
-from terrain_jax.train import accuracy, cross_entropy, fit
+from terrain_jax.plotting import decorate, figure
+from terrain_jax.train import accuracy, cross_entropy, fit_until
 
 from ._common import claim
 
@@ -66,9 +66,6 @@ def _apply(model: eqx.nn.MLP, xb: Array) -> Array:
     return jax.vmap(model)(xb)
 
 
-_train_loss = eqx.filter_jit(_loss)
-
-
 @eqx.filter_jit
 def _curvature(model: eqx.nn.MLP, x: Array, y: Array, key: PRNGKeyArray, sizes: tuple) -> dict:
     """Top-k Hessian eigenpairs, Hutchinson trace, SLQ density of the full-train loss."""
@@ -91,28 +88,6 @@ def _curvature(model: eqx.nn.MLP, x: Array, y: Array, key: PRNGKeyArray, sizes: 
     }
 
 
-def _train(model, x, y, bs: int | None, key, max_steps: int, optimizer) -> tuple:
-    """SGD until the full-train loss < LOSS_THRESHOLD, checked every CHECK_EVERY steps
-    (each check ends one compiled ``fit`` chunk); returns model, steps, loss history."""
-    steps, hist = 0, []
-    while steps < max_steps:
-        model, _ = fit(
-            model,
-            _loss,
-            optimizer,
-            x,
-            y,
-            steps=CHECK_EVERY,
-            batch_size=bs,
-            key=jax.random.fold_in(key, steps),
-        )
-        steps += CHECK_EVERY
-        hist.append(float(_train_loss(model, x, y)))
-        if hist[-1] < LOSS_THRESHOLD:
-            break
-    return model, steps, np.asarray(hist)
-
-
 def run(seed: int, quick: bool) -> dict:
     seeds = (seed,) if quick else (seed, seed + 1, seed + 2)
     lrs = LRS[-1:] if quick else LRS  # quick: one learning rate, fewer compiles
@@ -122,6 +97,8 @@ def run(seed: int, quick: bool) -> dict:
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     n = int(x.shape[0])
     optimizers = {lr: optax.sgd(lr) for lr in lrs}  # one object each: fit compiles once
+    # SGD until the full-train loss < LOSS_THRESHOLD, checked every CHECK_EVERY steps
+    until = dict(threshold=LOSS_THRESHOLD, check_every=CHECK_EVERY, max_steps=max_steps)
     metrics: dict = {
         "model": f"MLP 64-{WIDTH}x{DEPTH}-10 relu",
         "loss_threshold": LOSS_THRESHOLD,
@@ -138,7 +115,9 @@ def run(seed: int, quick: bool) -> dict:
         for bs in BATCHES:
             for lr in lrs:
                 cfg = f"bs{bs or n}_lr{lr:g}"
-                model, steps, hist = _train(init, x, y, bs, k_train, max_steps, optimizers[lr])
+                model, steps, hist = fit_until(
+                    init, _loss, optimizers[lr], x, y, key=k_train, batch_size=bs, **until
+                )
                 c = {k: np.asarray(v) for k, v in _curvature(model, x, y, k_curv, sizes).items()}
                 row = {
                     "config": cfg,
@@ -244,8 +223,8 @@ def _claims(rows: list, resc: dict, flat: dict, sharp: dict, n_test: int) -> lis
 
     # 2. sharper minima generalise worse: rank correlation over all minima
     acc = np.array([r["test_acc"] for r in rows])
-    rho_l = _spearman([r["lambda_max"] for r in rows], acc)
-    rho_t = _spearman([r["trace"] for r in rows], acc)
+    rho_l = rank_correlation([r["lambda_max"] for r in rows], acc)
+    rho_t = rank_correlation([r["trace"] for r in rows], acc)
     p = float(np.mean(acc))
     se = float(np.sqrt(p * (1 - p) / n_test))
     gap = flat["test_acc"] - sharp["test_acc"]
@@ -328,75 +307,61 @@ def _claims(rows: list, resc: dict, flat: dict, sharp: dict, n_test: int) -> lis
     ]
 
 
-def _spearman(a, b) -> float:
-    if np.ptp(np.asarray(a)) == 0 or np.ptp(np.asarray(b)) == 0:
-        return 0.0  # a constant variable has no rank association
-    return float(spearmanr(a, b).statistic)
-
-
 _CFG_COLORS = ["#1f77b4", "#aec7e8", "#d62728", "#ff9896"]
 
 
 def plot(result: dict, arrays: dict):
     m = result["metrics"]
-    rows = m["minima"]
+    rows, s0 = m["minima"], m["seeds"][0]
     cfgs = list(dict.fromkeys(r["config"] for r in rows))
     color = dict(zip(cfgs, _CFG_COLORS, strict=False))
     marker = {s: mk for s, mk in zip(m["seeds"], ("o", "s", "^", "D"), strict=False)}
-    s0 = m["seeds"][0]
     fig, axes = figure(2, 2, size=(4.6, 3.5))
 
     ax = axes[0, 0]
     for cfg in cfgs:
         g, d = arrays[f"grid_{cfg}_seed{s0}"], arrays[f"density_{cfg}_seed{s0}"]
         ax.semilogy(g, np.maximum(d, 1e-8), color=color[cfg], label=cfg.replace("_", ", "))
-    ax.set_ylim(1e-5, None)
-    ax.set_xlabel("Hessian eigenvalue λ")
-    ax.set_ylabel("SLQ density")
-    ax.set_title(f"SLQ spectral density (seed {s0}, each at its own minimum)")
-    ax.legend()
+    title = f"SLQ spectral density (seed {s0}, each at its own minimum)"
+    decorate(ax, ylim=(1e-5, None), xlabel="Hessian eigenvalue λ", ylabel="SLQ density")
+    decorate(ax, title=title, legend=True)
 
     ax = axes[0, 1]
     for i, cfg in enumerate(cfgs):
-        for r in rows:
-            if r["config"] == cfg:
-                xs = i + 0.12 * (np.arange(len(r["top5"])) - 2)
-                face = color[cfg] if r["converged"] else "none"
-                ax.scatter(xs, r["top5"], edgecolors=color[cfg], facecolors=face,
-                           marker=marker[r["seed"]], s=18)  # fmt: skip
+        for r in (r for r in rows if r["config"] == cfg):
+            xs = i + 0.12 * (np.arange(len(r["top5"])) - 2)
+            face = color[cfg] if r["converged"] else "none"
+            edge = dict(edgecolors=color[cfg], facecolors=face)
+            ax.scatter(xs, r["top5"], marker=marker[r["seed"]], s=18, **edge)
     ax.set_xticks(range(len(cfgs)), [c.replace("_", "\n") for c in cfgs])
     ax.set_ylabel("top-5 Hessian eigenvalues (Lanczos)")
     ax.set_title("Top-5 eigenvalues per run (markers: seeds; hollow: not converged)", fontsize=9)
 
-    for ax, key, label in (
-        (axes[1, 0], "lambda_max", "λ_max"),
-        (axes[1, 1], "trace", "Hessian trace (Hutchinson ± SE)"),
+    v = list({c["claim"][:12]: c["verdict"] for c in result["claims"]}.values())
+    verdicts = (f"Sharper ⇒ worse test acc? {v[1]}; Dinh rescaling: {v[2]}",)
+    verdicts += (f"Large batch ⇒ sharper? {v[0]}",)
+    for ax, key, label, verdict in (
+        (axes[1, 0], "lambda_max", "λ_max", verdicts[0]),
+        (axes[1, 1], "trace", "Hessian trace (Hutchinson ± SE)", verdicts[1]),
     ):
-        for r in rows:
-            if not r["converged"]:
-                continue
+        for r in (r for r in rows if r["converged"]):
             err = r["trace_se"] if key == "trace" else None
-            ax.errorbar(r[key], r["test_acc"], xerr=err, color=color[r["config"]],
-                        marker=marker[r["seed"]], ms=6, ls="none")  # fmt: skip
+            style = dict(color=color[r["config"]], marker=marker[r["seed"]], ms=6, ls="none")
+            ax.errorbar(r[key], r["test_acc"], xerr=err, **style)
         label_r = f"flattest, rescaled α={m['dinh_rescaled_alpha']:g}"
-        ax.errorbar(m[f"dinh_rescaled_{key}"], m["dinh_rescaled_test_acc"], marker="*", ms=12,
-                    color="k", ls="none", label=label_r)  # fmt: skip
+        dinh = dict(marker="*", ms=12, color="k", ls="none", label=label_r)
+        ax.errorbar(m[f"dinh_rescaled_{key}"], m["dinh_rescaled_test_acc"], **dinh)
         ax.set_xscale("log")
         vals = [r[key] for r in rows if r["converged"]] + [m[f"dinh_rescaled_{key}"]]
         ticks = np.geomspace(min(vals), max(vals), 5)
         ax.set_xticks(ticks, [f"{t:.2g}" for t in ticks])
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel(label + " at converged minima")
-        ax.set_ylabel("test accuracy")
+        decorate(ax, xlabel=f"{label} at converged minima", ylabel="test accuracy", title=verdict)
         ax.legend(loc="center right")
-    c = {c["claim"][:12]: c["verdict"] for c in result["claims"]}
-    v = list(c.values())
-    axes[1, 0].set_title(f"Sharper ⇒ worse test acc? {v[1]}; Dinh rescaling: {v[2]}", fontsize=9)
-    axes[1, 1].set_title(f"Large batch ⇒ sharper? {v[0]}", fontsize=9)
+        ax.title.set_fontsize(9)
     missing = ", ".join(m["not_converged"]) or "none"
     fig.suptitle(
         f"Digits, {m['model']}, SGD until train CE < {m['loss_threshold']}: Hessian at each "
         f"minimum (seeds {m['seeds']})\nnot converged within the step cap: {missing}"
     )
-    fig.tight_layout()
     return fig

@@ -42,10 +42,11 @@ from jaxtyping import Array, Bool, Float
 from matplotlib.ticker import NullFormatter
 from matplotlib.tri import Triangulation
 
-from terrain_jax import walk, walk_many
+from terrain_jax import walk
 from terrain_jax.analysis import steps_to_tolerance
-from terrain_jax.geometry import kl
-from terrain_jax.plotting import figure
+from terrain_jax.geometry import kl, simplex_lattice
+from terrain_jax.optim import linear_edge, stability_edge, sweep
+from terrain_jax.plotting import convergence, decorate, figure, reference_slope
 
 from ._common import claim
 
@@ -99,26 +100,7 @@ def _exact_thresholds(
     method: str, ps: Float[Array, "targets n"], is_kl: Bool[Array, " targets"]
 ) -> Float[Array, " targets"]:
     """``2 / λ_max`` of the step's linearisation at each minimiser ``p`` (module doc)."""
-
-    def one(p, k):
-        n = p.shape[-1]
-        H = jax.hessian(_Loss(p, k))(p)
-        if method == "projected_gd":
-            P = jnp.eye(n, dtype=p.dtype) - 1.0 / n
-            lam = jnp.linalg.eigvalsh(P @ H @ P)[-1]
-        else:
-            s = jnp.sqrt(p)
-            Q = jnp.eye(n, dtype=p.dtype) - jnp.outer(s, s)
-            lam = jnp.linalg.eigvalsh(Q @ (s[:, None] * H * s[None, :]) @ Q)[-1]
-        return 2.0 / lam
-
-    return jax.vmap(one)(ps, is_kl)
-
-
-def _lattice(m: int) -> np.ndarray:
-    """Points ``(i, j, k)/m`` with ``i, j, k ≥ 1``: a lattice of the open simplex."""
-    pts = [(i, j, m - i - j) for i in range(1, m - 1) for j in range(1, m - i)]
-    return np.asarray(pts, dtype=np.float64) / m
+    return jax.vmap(lambda p, k: linear_edge(method, jax.hessian(_Loss(p, k))(p), p))(ps, is_kl)
 
 
 @functools.partial(jax.jit, static_argnames=("method", "steps", "hi", "coarse", "iters"))
@@ -132,43 +114,24 @@ def _measure_thresholds(
     coarse: int,
     iters: int,
 ) -> tuple[Array, Array]:
-    """Largest converging ``η`` per target, in one compiled call (one walk trace).
+    """Largest converging ``η`` per target, in one compiled call (one walk trace): a scan
+    down from ``hi`` in factors of 4, then bisection on ``log η``
+    (:func:`terrain_jax.optim.stability_edge`).
 
     A probe converges when every loss is finite and the distance to the target either fell
     below ``CONV`` times the start's, or shrank over the first half of the walk and halved
     over the second (a slow but decaying mode; a chaotic orbit past the edge fails this).
-    Per target, a scan down from ``hi`` in factors of 4 finds the first converging ``η``;
-    bisection on ``log η`` then refines it within ``[η, 4η]``, so no probe sits far below
-    the edge, where the slowest mode may not have decayed yet.
     """
     half = steps // 2
 
-    def converges(t, p0, k, eta):
+    def converges(eta, t, p0, k):
         path = walk(_Loss(t, k), method, p0, steps, hyper={"learning_rate": eta})
         d = jnp.linalg.norm(path.positions - t, axis=-1)
         fast = d[-1] < CONV * d[0]
         decaying = (d[-1] < 0.5 * d[half]) & (d[half] < d[0])
         return jnp.all(jnp.isfinite(path.losses)) & (fast | decaying)
 
-    probe = jax.vmap(converges)
-    log4 = np.log(4.0)
-
-    # per target: scan down (a = current log η) until a probe converges, then bisect [a, b]
-    def body(i, c):
-        a, b, found, top_ok = c
-        ok = probe(ts, p0s, is_kl, jnp.exp(jnp.where(found, 0.5 * (a + b), a)))
-        top_ok = top_ok | ((i == 0) & ok)
-        mid = 0.5 * (a + b)
-        a_new = jnp.where(found, jnp.where(ok, mid, a), jnp.where(ok, a, a - log4))
-        b_new = jnp.where(found, jnp.where(ok, b, mid), a + log4)
-        return a_new, b_new, found | ok, top_ok
-
-    n = ts.shape[0]
-    a0 = jnp.full(n, np.log(hi), ts.dtype)
-    init = (a0, a0 + log4, jnp.zeros(n, bool), jnp.zeros(n, bool))
-    a, _, found, top_ok = jax.lax.fori_loop(0, coarse + iters, body, init)
-    good = found & ~top_ok  # the top of the scan must not converge
-    return jnp.where(good, jnp.exp(a), jnp.nan), good
+    return stability_edge(converges, ts, p0s, is_kl, hi=hi, coarse=coarse, iters=iters)
 
 
 def _paths(quick: bool, metrics: dict, arrays: dict) -> dict:
@@ -184,28 +147,27 @@ def _paths(quick: bool, metrics: dict, arrays: dict) -> dict:
     out = {}
     for kind in LOSSES:
         for method in METHODS:
-            path = walk_many(_loss(kind, t), method, p0, steps, hyper_grid={"learning_rate": etas})
-            P = np.asarray(path.positions[:, 0])  # (G, steps + 1, 3)
+            sw = sweep(_loss(kind, t), method, p0, steps, etas)
+            path, P = sw.path, np.asarray(sw.path.positions[:, 0])  # P: (G, steps + 1, 3)
             finite = np.all(np.isfinite(np.asarray(path.losses[:, 0])), -1) & np.all(
                 np.isfinite(P), (-2, -1)
             )
-            dist = np.linalg.norm(P - np.asarray(TARGET), axis=-1)
             kls = np.asarray(jax.vmap(lambda q: kl(t, q))(path.positions[:, 0]))
             # first step from which each stays below its tolerance (inf: never, or diverged)
-            k_dist = np.where(finite, steps_to_tolerance(dist, DIST_TOL), np.inf)
+            k_dist = steps_to_tolerance(path.distances(TARGET)[:, 0], DIST_TOL)
             k_kl = np.where(finite, steps_to_tolerance(kls, KL_TOL), np.inf)
             pos_ok = np.all(np.isfinite(P), (-2, -1))
             min_p = np.where(pos_ok, np.nanmin(P, axis=(-2, -1)), np.nan)
             boundary = pos_ok & (min_p <= 0)  # on KL(t‖p) such a walk has infinite loss
             conv = np.isfinite(k_dist)
-            ib = int(np.argmin(k_dist))  # first (smallest) η among the fastest
+            ib = sw.best(k_dist)  # first (smallest) η among the fastest
             key = f"simplex3_{kind}_{method}"
             best = float(k_dist[ib])
             metrics[f"{key}_best_eta"] = float(etas[ib]) if np.isfinite(best) else float("nan")
             metrics[f"{key}_steps_to_dist1e-3"] = best
-            metrics[f"{key}_best_eta_kl1e-6"] = float(etas[int(np.argmin(k_kl))])
+            metrics[f"{key}_best_eta_kl1e-6"] = float(etas[sw.best(k_kl)])
             metrics[f"{key}_steps_to_kl1e-6"] = float(k_kl.min())
-            metrics[f"{key}_converged_eta_count"] = int(np.isfinite(k_dist).sum())
+            metrics[f"{key}_converged_eta_count"] = int(conv.sum())
             metrics[f"{key}_diverged_eta_count"] = int((~finite).sum())
             metrics[f"{key}_boundary_hit_eta_count"] = int(boundary.sum())
             conv_b = boundary & conv
@@ -245,7 +207,7 @@ def run(seed: int, quick: bool) -> dict:
         m = 9 if quick else 27
         steps = 400 if quick else 2000
         hi, coarse, iters = 256.0, 10, 14  # scan 256 … 256/4⁹ ≈ 1e-3, then 14 bisections
-        grid = _lattice(m)
+        grid = simplex_lattice(m)
         book = np.asarray(list(BOOK_POINTS.values()))
         targets = jnp.asarray(np.concatenate([grid, book]))
         v = jax.random.normal(jax.random.key(seed), targets.shape, dtype=jnp.float64)
@@ -275,21 +237,18 @@ def run(seed: int, quick: bool) -> dict:
             )
             e_both = _exact_thresholds(method, both, is_kl)
             for j, kind in enumerate(LOSSES):
-                meas = m_both[j * n_all : (j + 1) * n_all]
-                found = f_both[j * n_all : (j + 1) * n_all]
-                exact = e_both[j * n_all : (j + 1) * n_all]
-                meas, exact = np.asarray(meas), np.asarray(exact)
+                part = slice(j * n_all, (j + 1) * n_all)
+                meas, found, exact = (np.asarray(x[part]) for x in (m_both, f_both, e_both))
                 key = f"simplex3_{kind}_{method}"
                 r_mf, r_ef, r_me = meas / formula, exact / formula, meas / exact
                 g = slice(0, n_grid)
-                metrics[f"{key}_bracket_ok"] = bool(np.all(np.asarray(found)))
-                metrics[f"{key}_measured_eta_c_min_median_max"] = _mmm(meas[g])
-                metrics[f"{key}_exact_eta_c_min_median_max"] = _mmm(exact[g])
+                metrics[f"{key}_bracket_ok"] = bool(np.all(found))
+                ratios = {"measured_over_formula": r_mf, "exact_over_formula": r_ef}
+                for name, x in {"measured_eta_c": meas, "exact_eta_c": exact, **ratios}.items():
+                    metrics[f"{key}_{name}_min_median_max"] = _mmm(x[g])
                 metrics[f"{key}_measured_over_exact_min_max"] = [
                     float(r_me[g].min()), float(r_me[g].max())
                 ]  # fmt: skip
-                metrics[f"{key}_measured_over_formula_min_median_max"] = _mmm(r_mf[g])
-                metrics[f"{key}_exact_over_formula_min_median_max"] = _mmm(r_ef[g])
                 metrics[f"{key}_points_measured_below_formula"] = int((r_mf[g] < 1).sum())
                 metrics[f"{key}_points_exact_below_formula"] = int((r_ef[g] < 1 - 1e-9).sum())
                 for j, name in enumerate(BOOK_POINTS):
@@ -529,83 +488,54 @@ def plot(result: dict, arrays: dict):
     for ax, kind in zip(axes[0], LOSSES, strict=True):
         _triangle(ax)
         for method in METHODS:
-            key = f"simplex3_{kind}_{method}"
-            c = _COLORS[method]
-            x, y = _xy(arrays[f"{key}_shared_path"][:60])
-            ax.plot(x, y, "--", color=c, lw=1.0, alpha=0.8,
-                    label=f"{method}, η = {m[f'{key}_shared_eta']:.3g}")  # fmt: skip
-            x, y = _xy(arrays[f"{key}_best_path"][:25])
+            key, c = f"simplex3_{kind}_{method}", _COLORS[method]
+            label = f"{method}, η = {m[f'{key}_shared_eta']:.3g}"
+            path = _xy(arrays[f"{key}_shared_path"][:60])
+            ax.plot(*path, "--", color=c, lw=1.0, alpha=0.8, label=label)
             steps = m[f"{key}_steps_to_dist1e-3"]
-            ax.plot(
-                x,
-                y,
-                "o-",
-                color=c,
-                ms=3,
-                lw=1.2,
-                label=f"{method}, best η = {m[f'{key}_best_eta']:.3g}: {steps:g} steps",
-            )
+            label = f"{method}, best η = {m[f'{key}_best_eta']:.3g}: {steps:g} steps"
+            ax.plot(*_xy(arrays[f"{key}_best_path"][:25]), "o-", color=c, ms=3, lw=1.2, label=label)
             if method == "projected_gd" and f"{key}_boundary_path" in arrays:
-                x, y = _xy(arrays[f"{key}_boundary_path"][:40])
                 eta = m[f"{key}_smallest_eta_hitting_boundary"]
-                ax.plot(
-                    x,
-                    y,
-                    ":",
-                    color="#7f7f7f",
-                    lw=1.0,
-                    label=f"projected_gd, η = {eta:.3g}: first η touching the boundary",
-                )
-        x, y = _xy(np.asarray(m["target"]))
-        ax.plot(x, y, "ks", ms=6, mfc="none")
-        x, y = _xy(np.full(3, 1 / 3))
-        ax.plot(x, y, "k*", ms=7)
-        ax.set_title(f"Paths from uniform (★) to t (□), L = {LOSS_LABELS[kind]}\n"
-                     "(zoomed; black lines: simplex edges)")  # fmt: skip
-        ax.set_xlim(-0.02, 0.62)
-        ax.set_ylim(-0.03, 0.34)
+                label = f"projected_gd, η = {eta:.3g}: first η touching the boundary"
+                path = _xy(arrays[f"{key}_boundary_path"][:40])
+                ax.plot(*path, ":", color="#7f7f7f", lw=1.0, label=label)
+        ax.plot(*_xy(np.asarray(m["target"])), "ks", ms=6, mfc="none")
+        ax.plot(*_xy(np.full(3, 1 / 3)), "k*", ms=7)
+        title = f"Paths from uniform (★) to t (□), L = {LOSS_LABELS[kind]}\n"
+        title += "(zoomed; black lines: simplex edges)"
+        decorate(ax, xlim=(-0.02, 0.62), ylim=(-0.03, 0.34), title=title)
         ax.legend(fontsize=6.5, loc="upper left")
 
-    ax = axes[1, 0]
-    grid = arrays["grid"]
-    x, y = _xy(grid)
+    ax, (x, y) = axes[1, 0], _xy(arrays["grid"])
     ratio = arrays["simplex3_kl_projected_gd_measured"] / arrays["formula"]
-    tri = Triangulation(x, y)
-    im = ax.tripcolor(tri, np.log10(ratio), shading="gouraud", cmap="viridis")
+    im = ax.tripcolor(Triangulation(x, y), np.log10(ratio), shading="gouraud", cmap="viridis")
     ax.plot(x, y, ".", color="w", ms=1.0, alpha=0.5)
     _triangle(ax)
-    cb = fig.colorbar(im, ax=ax, shrink=0.8)
-    cb.set_label("log₁₀ (measured η_c / η_max(p))")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="log₁₀ (measured η_c / η_max(p))")
     lo, med, hi = m["simplex3_kl_projected_gd_measured_over_formula_min_median_max"]
     ax.set_title(f"Projected GD on E = KL(p*‖p): measured η_c / η_max(p*)\n"
                  f"min {lo:.3f}, median {med:.2f}, max {hi:.1f} "
                  f"({m['threshold_targets']} targets)")  # fmt: skip
 
-    ax = axes[1, 1]
-    f = arrays["formula"]
+    ax, f = axes[1, 1], arrays["formula"]
+    order, styles, measured = np.argsort(f), {}, {}
     for (method, kind), c in _COMBO_COLORS.items():
         key = f"simplex3_{kind}_{method}"
-        meas, ex = arrays[f"{key}_measured"], arrays[f"{key}_exact"]
         r = m[f"{key}_measured_over_exact_min_max"]
         big = (method, kind) == ("mirror_descent", "kl")  # shares η_c = 2 with PGD on sq
-        ax.loglog(
-            f,
-            meas,
-            "o",
-            ms=5 if big else 2.5,
-            mfc="none" if big else c,
-            color=c,
-            alpha=0.7,
-            label=f"{method}, {LOSS_LABELS[kind]} (meas/exact {r[0]:.4f}–{r[1]:.4f})",
-        )
-        order = np.argsort(f)
-        ax.loglog(f[order], ex[order], "-", color=c, lw=0.4, alpha=0.4)
+        label = f"{method}, {LOSS_LABELS[kind]} (meas/exact {r[0]:.4f}–{r[1]:.4f})"
+        measured[label] = arrays[f"{key}_measured"]
+        mark = dict(ms=5, mfc="none") if big else dict(ms=2.5, mfc=c)
+        styles[label] = dict(mark, ls="none", color=c, alpha=0.7)
+        ax.plot(f[order], arrays[f"{key}_exact"][order], "-", color=c, lw=0.4, alpha=0.4)
+    convergence(ax, f, measured, styles=styles)
     lims = np.array([f.min(), f.max()])
-    ax.loglog(lims, lims, "k--", lw=0.8, label="η_c = η_max(p) (formula tight)")
+    reference_slope(ax, lims, 1, through=(lims[0], lims[0]), label="η_c = η_max(p) (formula tight)")
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("book formula η_max(p) = 2 min p² / max p")
-    ax.set_ylabel("measured stability threshold η_c")
-    ax.set_title("Measured η_c (dots) vs formula; thin lines: derived 2/λ_max")
+    xlabel, ylabel = "book formula η_max(p) = 2 min p² / max p", "measured stability threshold η_c"
+    title = "Measured η_c (dots) vs formula; thin lines: derived 2/λ_max"
+    decorate(ax, xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend(fontsize=6.5, loc="lower right")
     return fig

@@ -26,7 +26,7 @@ from terrain_jax import (
     region,
     stability_function,
 )
-from terrain_jax.plotting import COLORS, figure
+from terrain_jax.plotting import COLORS, bars, curves, decorate, figure, note
 
 from ._common import claim
 
@@ -241,76 +241,40 @@ def plot(result: dict, arrays: dict):
     fig, axes = figure(2, 4, size=(3.2, 3.0))
     axes = axes.ravel()
     for ax, (s, label) in zip(axes, SOLVERS.items(), strict=False):
-        c = COLORS[s]
-        stable = arrays[f"{s}_stable"].astype(float)
-        ax.contourf(re, im, stable, levels=[0.5, 1.5], colors=[c], alpha=0.3)
-        ax.contour(
-            re, im, arrays[f"{s}_absR"].astype(float), levels=[1.0], colors=[c], linewidths=1
-        )
-        ax.axhline(0, color="0.3", lw=0.6)
-        ax.axvline(0, color="0.3", lw=0.6)
-        left = float(m[f"{s}_real_interval"][0])
+        c, stable, absR = COLORS[s], arrays[f"{s}_stable"], arrays[f"{s}_absR"]
+        ax.contourf(re, im, stable.astype(float), levels=[0.5, 1.5], colors=[c], alpha=0.3)
+        ax.contour(re, im, absR.astype(float), levels=[1.0], colors=[c], linewidths=1)
+        left, imag = float(m[f"{s}_real_interval"][0]), float(m[f"{s}_imag_axis_limit"])
         ax.plot([max(left, re[0]), 0], [0, 0], color=c, lw=3, solid_capstyle="butt")
-        imag = float(m[f"{s}_imag_axis_limit"])
-        imag_txt = "none" if imag < 1e-3 else ("all" if imag == float("inf") else f"{imag:.3f}")
+        imag_txt = "all" if imag == float("inf") else f"|Im z| ≤ {imag:.3f}"
+        imag_txt = "none" if imag < 1e-3 else imag_txt
         text = (
-            f"real interval {_fmt_interval(left)}\n"
-            f"imag. axis: |Im z| ≤ {imag_txt}\n"
+            f"real interval {_fmt_interval(left)}\nimag. axis: {imag_txt}\n"
             f"left half-plane stable: {100 * m[f'{s}_lhp_stable_fraction']:.1f}%"
         )
-        if imag_txt in ("none", "all"):
-            text = text.replace("|Im z| ≤ ", "")  # "none" / "all"
-        ax.text(
-            0.03,
-            0.97,
-            text,
-            transform=ax.transAxes,
-            va="top",
-            fontsize=7,
-            bbox={"facecolor": "white", "edgecolor": "0.8", "alpha": 0.9, "pad": 2},
-        )
-        ax.set(xlim=(re[0], re[-1]), ylim=(im[0], im[-1]), title=label, aspect="equal")
-        ax.set_xlabel("Re z = Re hλ")
-        ax.set_ylabel("Im z")
-    axes[0].annotate(
-        "GD on λθ²/2:\nz = −ηλ, stable\niff η < 2/λ",
-        (-2.0, 0.0),
-        xytext=(-5.8, -3.7),
-        fontsize=7,
-        arrowprops={"arrowstyle": "->", "lw": 0.7},
-    )
+        note(ax, text, loc="upper left")
+        decorate(ax, xlim=(re[0], re[-1]), ylim=(im[0], im[-1]), title=label, aspect="equal")
+        decorate(ax, xlabel="Re z = Re hλ", ylabel="Im z", hlines=[0], vlines=[0])
+    arrow = {"arrowstyle": "->", "lw": 0.7}
+    text = "GD on λθ²/2:\nz = −ηλ, stable\niff η < 2/λ"
+    axes[0].annotate(text, (-2.0, 0.0), xytext=(-5.8, -3.7), fontsize=7, arrowprops=arrow)
 
-    ax = axes[6]
-    x, ratio = arrays["gd_sweep_eta_lambda"], arrays["gd_sweep_norm_ratio"]
-    k = m["gd_steps"]
-    ax.semilogy(x, ratio, marker="o", ms=3, color=COLORS["euler"], label="GD = Euler on −∇L")
-    ax.semilogy(
-        x,
-        np.abs(1 - x) ** k,
-        color=COLORS["exact"],
-        lw=0.8,
-        ls="--",
-        label=rf"$|1-\eta\lambda|^{{{k}}}$",
-    )
-    ax.axvline(2.0, color="0.3", lw=0.8, ls=":")
-    ax.axhline(1.0, color="0.3", lw=0.6)
+    ax, x, k = axes[6], arrays["gd_sweep_eta_lambda"], m["gd_steps"]
+    gd, bound = "GD = Euler on −∇L", rf"$|1-\eta\lambda|^{{{k}}}$"
+    styles = {gd: dict(marker="o", ms=3, color=COLORS["euler"])}
+    styles[bound] = dict(color=COLORS["exact"], lw=0.8, ls="--")
+    ratio = {gd: arrays["gd_sweep_norm_ratio"], bound: np.abs(1 - x) ** k}
+    curves(ax, x, ratio, styles=styles, yscale="log", ylim=(1e-30, 1e30))
+    ax.set_title(f"GD on a quadratic, {k} steps")
     ax.text(1.95, 1e-27, "ηλ = 2", fontsize=7, rotation=90, ha="right", va="bottom")
-    ax.set(
-        xlabel="η·λ  (L = λ|θ|²/2, λ = 2)",
-        ylabel=rf"$|\theta_{{{k}}}|\,/\,|\theta_0|$",
-        title=f"GD on a quadratic, {k} steps",
-        ylim=(1e-30, 1e30),
-    )
-    ax.legend(loc="upper left", fontsize=7)
+    xlabel, ylabel = "η·λ  (L = λ|θ|²/2, λ = 2)", rf"$|\theta_{{{k}}}|\,/\,|\theta_0|$"
+    decorate(ax, xlabel=xlabel, ylabel=ylabel, legend="upper left", hlines=[1.0], vlines=[2.0])
 
-    ax = axes[7]
-    names = list(SOLVERS)
-    fracs = [m[f"{s}_lhp_stable_fraction"] for s in names]
-    ax.barh(range(len(names)), fracs, color=[COLORS[s] for s in names], alpha=0.8)
-    for i, f in enumerate(fracs):
-        ax.text(min(f, 0.78) + 0.02, i, f"{100 * f:.1f}%", va="center", fontsize=7)
-    ax.set_yticks(range(len(names)), [SOLVERS[s].split(" (")[0] for s in names], fontsize=7)
-    ax.invert_yaxis()
-    ax.set(xlim=(0, 1), xlabel="fraction stable", title="left half-plane of the grid")
-    fig.tight_layout()
+    names = [SOLVERS[s].split(" (")[0] for s in SOLVERS]
+    fracs = {"": [m[f"{s}_lhp_stable_fraction"] for s in SOLVERS]}
+    colors = {"": [COLORS[s] for s in SOLVERS]}
+    bars(axes[7], names, fracs, colors=colors, fmt="{:.1%}", horizontal=True, fontsize=7)
+    axes[7].invert_yaxis()
+    axes[7].tick_params(axis="y", labelsize=7)
+    decorate(axes[7], xlim=(0, 1.15), xlabel="fraction stable", title="left half-plane of the grid")
     return fig

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from terrain_jax import walk_many
-from terrain_jax.plotting import figure
+from terrain_jax.analysis import runs
+from terrain_jax.plotting import curves, decorate, figure
 
 from ._common import claim
 
@@ -49,9 +50,8 @@ def run(seed: int, quick: bool) -> dict:
         final = np.abs(np.asarray(path.positions[:, 0, -1, 0])) / THETA0
         conv = np.isfinite(final) & (final < CONVERGED)
         etas_np = np.asarray(etas)
-        ok = etas_np[conv]
-        eta_max = float(ok.max()) if ok.size else float("nan")
-        eta_min = float(ok.min()) if ok.size else float("nan")
+        ok = runs(etas_np, conv)  # the converged stretches of the grid (one, in theory)
+        eta_min, eta_max = (ok[0][0], ok[-1][1]) if ok else (float("nan"), float("nan"))
         # predicted: |1 − ηλ|^N < CONVERGED
         with np.errstate(over="ignore"):  # |1 − ηλ|^N overflows to inf past 2/λ: fine
             pred = np.abs(1 - etas_np * lam) ** steps < CONVERGED
@@ -133,29 +133,26 @@ def run(seed: int, quick: bool) -> dict:
 def plot(result: dict, arrays: dict):
     m = result["metrics"]
     fig, axes = figure(1, 2, size=(5.2, 3.6))
-    ax = axes[0]
-    for lam, c in zip(LAMBDAS, _PALETTE, strict=False):
+    ax, ratios = axes[0], {}
+    for lam in LAMBDAS:
         key = f"lambda{lam:g}"
-        etas, fin = arrays[f"{key}_etas"], arrays[f"{key}_final_ratio"]
-        fin = np.where(np.isfinite(fin), fin, 1e30)
-        edge = m[f"{key}_eta_max_times_lambda_over_2"]
-        ax.semilogy(etas * lam / 2, np.clip(fin, 1e-30, 1e30), color=c, lw=1.2,
-                    label=f"λ = {lam:g}: η_max·λ/2 = {edge:.4f}")  # fmt: skip
+        fin = arrays[f"{key}_final_ratio"]
+        fin = np.clip(np.where(np.isfinite(fin), fin, 1e30), 1e-30, 1e30)
+        label = f"λ = {lam:g}: η_max·λ/2 = {m[f'{key}_eta_max_times_lambda_over_2']:.4f}"
+        ratios[label] = (arrays[f"{key}_etas"] * lam / 2, fin)
+    curves(ax, None, ratios, styles=dict(zip(ratios, _PALETTE, strict=False)), style=dict(lw=1.2))
     ax.axvline(1.0, color="k", ls="--", lw=0.8, label="η = 2/λ")
-    ax.axhline(CONVERGED, color="gray", ls=":", lw=0.8)
-    ax.set_xlabel("η · λ / 2")
-    ax.set_ylabel(f"|θ_N| / |θ_0| after N = {m['steps']} steps")
-    ax.set_title("SGD on λθ²/2 over a fine η grid (one compiled call)")
-    ax.legend(fontsize=7)
-    ax = axes[1]
-    traj = arrays["book_traj"]
-    for eta, row, c in zip(BOOK_ETAS, traj[:, :13], _PALETTE, strict=False):
-        ax.plot(np.arange(row.size), row, "o-", ms=3, color=c,
-                label=f"η = {eta:g} (1 − ηλ = {1 - eta * BOOK_LAMBDA:+.1f})")  # fmt: skip
-    ax.axhline(0, color="k", lw=0.6)
-    ax.set_ylim(-2.5, 2.5)  # η = 0.65 leaves the panel: |θ_k| = 1.6^k
-    ax.set_xlabel("step k")
-    ax.set_ylabel("θ_k")
-    ax.set_title("Book ch04 figure, λ = 4: η = 0.5 oscillates, it does not land on 0")
-    ax.legend(fontsize=7)
+    ylabel = f"|θ_N| / |θ_0| after N = {m['steps']} steps"
+    title = "SGD on λθ²/2 over a fine η grid (one compiled call)"
+    decorate(ax, yscale="log", xlabel="η · λ / 2", ylabel=ylabel, title=title, legend=True)
+    decorate(ax, hlines=[CONVERGED])
+    ax, traj = axes[1], arrays["book_traj"][:, :13]
+    rows = {
+        f"η = {e:g} (1 − ηλ = {1 - e * BOOK_LAMBDA:+.1f})": r
+        for e, r in zip(BOOK_ETAS, traj, strict=False)
+    }
+    curves(ax, None, rows, "o-", styles=dict(zip(rows, _PALETTE, strict=False)), style=dict(ms=3))
+    decorate(ax, ylim=(-2.5, 2.5), hlines=[0])  # η = 0.65 leaves the panel: |θ_k| = 1.6^k
+    title = "Book ch04 figure, λ = 4: η = 0.5 oscillates, it does not land on 0"
+    decorate(ax, xlabel="step k", ylabel="θ_k", title=title, legend=True)
     return fig

@@ -45,7 +45,6 @@ import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import matplotlib.pyplot as plt
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
@@ -54,13 +53,12 @@ from terrain_jax.bench import time_jitted
 from terrain_jax.fields import MLPField, VanDerPolField
 from terrain_jax.ode import (
     RESULTS,
-    Trajectory,
     count_calls,
     integrate,
     max_stable_step,
     real_stability_interval,
 )
-from terrain_jax.plotting import COLORS, STYLE, figure
+from terrain_jax.plotting import COLORS, band, bars, convergence, curves, decorate, figure
 from terrain_jax.train import adam_cosine, fit
 
 from ._common import claim
@@ -98,10 +96,10 @@ STIFF_CHECKPOINT = 25.0  # checkpoints whose |λ_fast|·t1 exceeds this count as
 # ----------------------------------------------------------------------------- Van der Pol
 
 
-def _vdp(t: Any, y: jax.Array, mu: jax.Array) -> jax.Array:
-    """The library's Van der Pol field, μ passed as the solve's ``args`` (one compiled
-    program serves every call)."""
-    return VanDerPolField(mu)(t, y)
+def _apply(t: Any, y: jax.Array, field: Callable) -> jax.Array:
+    """The field passed as the solve's ``args`` (a pytree: Van der Pol with its μ, a learned
+    field at one checkpoint), so one compiled solve serves every call."""
+    return field(t, y, None)
 
 
 def _vdp_part(cfg: dict) -> tuple[dict, dict]:
@@ -119,7 +117,7 @@ def _vdp_part(cfg: dict) -> tuple[dict, dict]:
         def solve(field, solver, tol, max_steps, saveat):
             def go(y0, mu):
                 return integrate(
-                    field, y0, t1=t1, solver=solver, rtol=tol, atol=tol, args=mu,
+                    field, y0, t1=t1, solver=solver, rtol=tol, atol=tol, args=VanDerPolField(mu),
                     max_steps=max_steps, saveat=saveat,
                 )  # fmt: skip
 
@@ -127,7 +125,7 @@ def _vdp_part(cfg: dict) -> tuple[dict, dict]:
 
         # the reference at any `n` times: one compiled program for every call below
         ref_at = jax.jit(
-            lambda ts: solve(_vdp, "kvaerno5", cfg["ref_tol"], cfg["ref_max"], ts)(y0, mu)
+            lambda ts: solve(_apply, "kvaerno5", cfg["ref_tol"], cfg["ref_max"], ts)(y0, mu)
         )
         grid = jnp.linspace(0.0, t1, n)
         ref = ref_at(grid)
@@ -147,12 +145,9 @@ def _vdp_part(cfg: dict) -> tuple[dict, dict]:
             stride = cfg["tsit5_stride"] if s == "tsit5" else 1
             # every accepted step (every `stride`-th for Tsit5, whose NFE formula is exact);
             # Kvaerno5's field calls counted at run time, Newton iterations included
-            field, count = (_vdp, None) if s == "tsit5" else count_calls(_vdp)
-            tr: Trajectory = jax.jit(
-                solve(field, s, cfg["tol"], max_steps, dfx.SaveAt(steps=stride))
-            )(y0, mu)
-            jax.block_until_ready(tr)
-            jax.effects_barrier()
+            field, count = (_apply, None) if s == "tsit5" else count_calls(_apply)
+            go = jax.jit(solve(field, s, cfg["tol"], max_steps, dfx.SaveAt(steps=stride)))
+            tr, calls = count.measure(go, y0, mu) if count else (go(y0, mu), None)
             ts = np.asarray(tr.ts)
             keep = np.isfinite(ts)
             ts, ys = ts[keep], np.asarray(tr.ys)[keep]
@@ -175,14 +170,14 @@ def _vdp_part(cfg: dict) -> tuple[dict, dict]:
             metrics[f"{p}_accepted_steps"] = int(tr.num_accepted)
             metrics[f"{p}_rejected_fraction"] = 1.0 - int(tr.num_accepted) / int(tr.num_steps)
             metrics[f"{p}_nfe_stages"] = int(tr.nfe)
-            metrics[f"{p}_field_calls"] = int(tr.nfe) if count is None else count.evals
+            metrics[f"{p}_field_calls"] = int(tr.nfe) if calls is None else calls
             # with a save stride the last saved step can fall short of t1 on a success
             metrics[f"{p}_fraction_of_span_reached"] = 1.0 if bool(tr.ok) else t_reached / t1
             metrics[f"{p}_max_abs_err_y1"] = float(err[0])
             metrics[f"{p}_max_abs_err_y2"] = float(err[1])
             metrics[f"{p}_max_abs_err_y1_slow_phases"] = float(err_slow[0])
             if cfg["repeats"]:
-                at_t1 = solve(_vdp, s, cfg["tol"], max_steps, "t1")
+                at_t1 = solve(_apply, s, cfg["tol"], max_steps, "t1")
                 timing = time_jitted(at_t1, y0, mu, repeats=cfg["repeats"], warmup=1)
                 metrics[f"{p}_wall_s"] = timing.run_s
                 metrics[f"{p}_compile_s"] = timing.compile_s
@@ -204,22 +199,17 @@ def _vdp_part(cfg: dict) -> tuple[dict, dict]:
 # ----------------------------------------------------------------------------- neural ODE
 
 
-def _linear_system(lam: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """``A = R diag(lam) Rᵀ`` and ``R`` (float64)."""
+def _exact_flow(lam: np.ndarray, t: np.ndarray, y0: np.ndarray) -> np.ndarray:
+    """``e^{A t} y0``, ``A = R diag(lam) Rᵀ`` (``R`` the rotation by ``ANGLE``), for a batch
+    of times ``t`` (n,) and states ``y0`` (n, 2); float64."""
     c, s = np.cos(ANGLE), np.sin(ANGLE)
     R = np.array([[c, -s], [s, c]])
-    return R @ np.diag(lam) @ R.T, R
-
-
-def _exact_flow(lam, R, t: np.ndarray, y0: np.ndarray) -> np.ndarray:
-    """``e^{A t} y0`` for a batch of times ``t`` (n,) and states ``y0`` (n, 2)."""
     z = y0 @ R  # eigen-coordinates (R orthogonal)
     return (np.exp(np.outer(t, lam)) * z) @ R.T
 
 
 def _node_data(cfg: dict, key) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     lam = np.asarray(cfg["lam"])
-    _, R = _linear_system(cfg["lam"])
     n = cfg["n"]
     k1, k2, k3 = jax.random.split(key, 3)
     ang = np.asarray(jax.random.uniform(k1, (n,), maxval=2 * np.pi), np.float64)
@@ -227,9 +217,9 @@ def _node_data(cfg: dict, key) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     y0 = np.stack([rad * np.cos(ang), rad * np.sin(ang)], -1)
     t_start = np.array(jax.random.uniform(k3, (n,), maxval=cfg["t1"]), np.float64)
     t_start[: n // 2] = 0.0  # half the segments start on the fast transient
-    x = _exact_flow(lam, R, t_start, y0)
+    x = _exact_flow(lam, t_start, y0)
     offsets = cfg["h"] * np.arange(1, cfg["k"] + 1)
-    y = np.stack([_exact_flow(lam, R, t_start + o, y0) for o in offsets], axis=1)
+    y = np.stack([_exact_flow(lam, t_start + o, y0) for o in offsets], axis=1)
     return x.astype(np.float32), y.astype(np.float32), y0
 
 
@@ -270,7 +260,6 @@ def _node_part(cfg: dict, seed: int) -> tuple[dict, dict]:
 
     # held-out starts and the exact test trajectories on which the spectrum is taken
     lam_true = np.asarray(cfg["lam"])
-    _, R = _linear_system(cfg["lam"])
     ka, kr = jax.random.split(k_test)
     n_test = cfg["n_test"]
     ang = np.asarray(jax.random.uniform(ka, (n_test,), maxval=2 * np.pi), np.float64)
@@ -278,27 +267,27 @@ def _node_part(cfg: dict, seed: int) -> tuple[dict, dict]:
     y_test = np.stack([rad * np.cos(ang), rad * np.sin(ang)], -1)
     t_spec = np.concatenate([[0.0], np.geomspace(1e-4, cfg["t1"], 40)])
     states = np.concatenate(
-        [_exact_flow(lam_true, R, t_spec, np.repeat(y_test[i : i + 1], len(t_spec), 0))
+        [_exact_flow(lam_true, t_spec, np.repeat(y_test[i : i + 1], len(t_spec), 0))
          for i in range(n_test)]
     )  # fmt: skip
 
     n_ck = len(ckpt_steps)
-    calls = np.zeros((len(SOLVERS), n_ck, n_test))
-    stages = np.zeros((len(SOLVERS), n_ck, n_test))
-    steps_ = np.zeros((len(SOLVERS), n_ck, n_test))
-    failed = np.zeros((len(SOLVERS), n_ck, n_test), dtype=bool)
+    shape = (len(SOLVERS), n_ck, n_test)
+    counts = {k: np.zeros(shape) for k in ("field_calls", "nfe_stages", "steps")}  # per solve
+    failed = np.zeros(shape, dtype=bool)
     err = np.zeros((len(SOLVERS), n_ck))
     lam_fast = np.zeros((n_ck, 3))  # 10 / 50 / 90th percentile over states, most negative Re λ
     lam_slow = np.zeros((n_ck, 3))  # same for the least negative Re λ
-    y_end_exact = _exact_flow(lam_true, R, np.full(n_test, cfg["t1"]), y_test)
+    y_end_exact = _exact_flow(lam_true, np.full(n_test, cfg["t1"]), y_test)
     rtol, atol = cfg["tol"]
     with jax.enable_x64(True):
-        unravel64 = _unravel_as(unravel, jnp.float64)
-        f64 = jax.jit(lambda p: eqx.combine(unravel64(p), static))
 
         @jax.jit
-        def spectrum(p, s):
-            f = eqx.combine(unravel64(p), static)
+        def f64(p):  # a (float32) checkpoint as a float64 field
+            return eqx.combine(jax.tree.map(lambda a: a.astype(jnp.float64), unravel(p)), static)
+
+        @eqx.filter_jit
+        def spectrum(f, s):
             J = jax.vmap(jax.jacfwd(lambda z: f(0.0, z)))(s)
             re = jnp.sort(jnp.linalg.eigvals(J).real, axis=-1)
             return re[:, 0], re[:, -1]
@@ -317,21 +306,16 @@ def _node_part(cfg: dict, seed: int) -> tuple[dict, dict]:
             solvers[s] = eqx.filter_jit(go)
         s_states = jnp.asarray(states)
         for c in range(n_ck):
-            p = jnp.asarray(ckpt_params[c], jnp.float64)
-            fast, slow = (np.asarray(a) for a in spectrum(p, s_states))
+            fld = f64(jnp.asarray(ckpt_params[c]))
+            fast, slow = (np.asarray(a) for a in spectrum(fld, s_states))
             lam_fast[c] = np.percentile(fast, [10, 50, 90])
             lam_slow[c] = np.percentile(slow, [10, 50, 90])
-            fld = f64(p)
             for i, s in enumerate(SOLVERS):
                 ends = []
                 for j in range(n_test):
-                    counters[s].reset()
-                    tr = solvers[s](fld, jnp.asarray(y_test[j]))
-                    jax.block_until_ready(tr)
-                    jax.effects_barrier()
-                    calls[i, c, j] = counters[s].evals
-                    stages[i, c, j] = int(tr.nfe)
-                    steps_[i, c, j] = int(tr.num_steps)
+                    tr, evals = counters[s].measure(solvers[s], fld, jnp.asarray(y_test[j]))
+                    for k, v in zip(counts, (evals, tr.nfe, tr.num_steps), strict=True):
+                        counts[k][i, c, j] = int(v)
                     failed[i, c, j] = not bool(tr.ok)
                     ends.append(np.asarray(tr.y1))
                 err[i, c] = float(np.abs(np.stack(ends) - y_end_exact).max())
@@ -349,9 +333,8 @@ def _node_part(cfg: dict, seed: int) -> tuple[dict, dict]:
         "node_stiffness_ratio_median": lam_fast[:, 1] / np.minimum(lam_slow[:, 1], -1e-12),
     }
     for i, s in enumerate(SOLVERS):
-        metrics[f"node_{s}_field_calls_mean"] = calls[i].mean(axis=1)
-        metrics[f"node_{s}_nfe_stages_mean"] = stages[i].mean(axis=1)
-        metrics[f"node_{s}_steps_mean"] = steps_[i].mean(axis=1)
+        for k, v in counts.items():
+            metrics[f"node_{s}_{k}_mean"] = v[i].mean(axis=1)
         metrics[f"node_{s}_failed_solves"] = int(np.sum(failed[i]))
         metrics[f"node_{s}_max_abs_err_at_t1"] = err[i]
     arrays = {
@@ -359,22 +342,10 @@ def _node_part(cfg: dict, seed: int) -> tuple[dict, dict]:
         "node_loss": ckpt_loss,
         "node_lam_fast": lam_fast,
         "node_lam_slow": lam_slow,
-        "node_calls": calls,
+        "node_calls": counts["field_calls"],
         "node_true_lam": lam_true,
     }
     return metrics, arrays
-
-
-def _apply(t: Any, y: jax.Array, field: Callable) -> jax.Array:
-    """The field passed as ``args``: one compiled solve serves every checkpoint."""
-    return field(t, y, None)
-
-
-def _unravel_as(unravel: Callable, dtype) -> Callable:
-    def go(p):
-        return jax.tree_util.tree_map(lambda a: a.astype(dtype), unravel(p.astype(jnp.float32)))
-
-    return go
 
 
 # ----------------------------------------------------------------------------- run + claims
@@ -388,8 +359,8 @@ def run(seed: int, quick: bool) -> dict:
     metrics = {"vdp_mu": vdp_cfg["mu"], "vdp_t1": vdp_cfg["t1"], "vdp_tol": vdp_cfg["tol"]}
     metrics.update(m_vdp)
     metrics.update(m_node)
-    claims = [_vdp_claim(metrics, vdp_cfg), _node_claim(metrics, node_cfg)]
     metrics.update(_node_slopes(metrics, node_cfg))
+    claims = [_vdp_claim(metrics, vdp_cfg), _node_claim(metrics, node_cfg)]
     return {"metrics": metrics, "claims": claims, "arrays": {**a_vdp, **a_node}}
 
 
@@ -455,11 +426,7 @@ def _node_slopes(m: dict, cfg: dict) -> dict:
 
 
 def _node_claim(m: dict, cfg: dict) -> dict:
-    slopes = _node_slopes(m, cfg)
-    st, sk = (
-        slopes["node_tsit5_nfe_vs_lambda_loglog_slope"],
-        slopes["node_kvaerno5_nfe_vs_lambda_loglog_slope"],
-    )
+    st, sk = (m[f"node_{s}_nfe_vs_lambda_loglog_slope"] for s in SOLVERS)  # _node_slopes
     n_stiff = int(_stiff_mask(m, cfg).sum())
     t_calls = np.asarray(m["node_tsit5_field_calls_mean"])
     k_calls = np.asarray(m["node_kvaerno5_field_calls_mean"])
@@ -499,103 +466,69 @@ def _node_claim(m: dict, cfg: dict) -> dict:
 # ----------------------------------------------------------------------------- figure
 
 
-def _num(x: Any) -> float:
-    """A JSON number back to float (non-finite values are stored as strings)."""
-    return float(x)
-
-
 def plot(result: dict, arrays: dict):
-    with plt.rc_context(STYLE):
-        return _draw(result, arrays)
-
-
-def _draw(result: dict, arrays: dict):
     m = result["metrics"]
-    mu = m["vdp_mu"]
+    mu, p = m["vdp_mu"], f"vdp_mu{m['vdp_mu']:g}"
     fig, axes = figure(2, 3, size=(4.6, 3.4))
     c_t, c_k = COLORS["tsit5"], COLORS["kvaerno5"]
+    dots = dict(ls="", ms=2.5, color=c_k)
 
-    ax = axes[0, 0]
-    ax.plot(arrays["vdp_grid"], arrays["vdp_ref_ys"][:, 0], color=COLORS["exact"], lw=1,
-            label="reference (Kvaerno5, tol 1e-10)")  # fmt: skip
-    ax.plot(arrays["vdp_kvaerno5_step_t"], arrays["vdp_kvaerno5_step_y1"], "o", ms=2.2,
-            color=c_k, mew=0, label="Kvaerno5 accepted steps")  # fmt: skip
-    ax.set_xlabel("t")
-    ax.set_ylabel("y₁")
-    ax.set_title(f"(a) Van der Pol μ = {mu:g}: Kvaerno5's steps")
-    ax.legend(fontsize=7, loc="lower left")
+    ref, steps = "reference (Kvaerno5, tol 1e-10)", "Kvaerno5 accepted steps"
+    y1 = {ref: (arrays["vdp_grid"], arrays["vdp_ref_ys"][:, 0])}
+    y1[steps] = (arrays["vdp_kvaerno5_step_t"], arrays["vdp_kvaerno5_step_y1"])
+    styles = {ref: dict(color=COLORS["exact"], lw=1), steps: dict(dots, marker="o", mew=0)}
+    title = f"(a) Van der Pol μ = {mu:g}: Kvaerno5's steps"
+    curves(axes[0, 0], None, y1, styles=styles, xlabel="t", ylabel="y₁", title=title)
+    axes[0, 0].legend(loc="lower left")
 
-    ax = axes[0, 1]
-    p = f"vdp_mu{mu:g}"
     stride = "" if len(arrays["vdp_tsit5_step_t"]) < 2 else " (mean per saved stride)"
-    ax.semilogy(arrays["vdp_tsit5_step_t"], arrays["vdp_tsit5_step_h"], color=c_t, lw=2.5,
-                label=f"Tsit5 h{stride}")  # fmt: skip
-    ax.semilogy(arrays["vdp_kvaerno5_step_t"], arrays["vdp_kvaerno5_step_h"], ".", ms=2.5,
-                color=c_k, label="Kvaerno5 h")  # fmt: skip
     bound = arrays["vdp_tsit5_h_bound"]
     ok = np.isfinite(bound) & (bound > 0)
-    ax.semilogy(arrays["vdp_grid"][ok], bound[ok], "k--", lw=0.8,
-                label="Tsit5 stability bound r/|λ(J)|")  # fmt: skip
-    ax.set_xlabel("t")
-    ax.set_ylabel("step size h")
-    ax.set_title("(b) step sizes: Tsit5 rides its stability bound")
-    ax.legend(fontsize=7, loc="lower right")
+    tsit, kv, edge = f"Tsit5 h{stride}", "Kvaerno5 h", "Tsit5 stability bound r/|λ(J)|"
+    h = {tsit: (arrays["vdp_tsit5_step_t"], arrays["vdp_tsit5_step_h"])}
+    h[kv] = (arrays["vdp_kvaerno5_step_t"], arrays["vdp_kvaerno5_step_h"])
+    h[edge] = (arrays["vdp_grid"][ok], bound[ok])
+    styles = {tsit: dict(color=c_t, lw=2.5), kv: dict(dots, marker=".")}
+    styles[edge] = dict(color="k", ls="--", lw=0.8)
+    title = "(b) step sizes: Tsit5 rides its stability bound"
+    curves(axes[0, 1], None, h, styles=styles, yscale="log", xlabel="t", title=title)
+    decorate(axes[0, 1], ylabel="step size h", legend="lower right")
 
-    ax = axes[0, 2]
-    keys = [("steps", "steps"), ("field_calls", "field calls")]
+    keys = {"steps": "steps", "field_calls": "field calls"}
     if f"{p}_tsit5_wall_s" in m:
-        keys.append(("wall_s", "wall time (s)"))
-    x = np.arange(len(keys))
-    for j, (s, col) in enumerate((("tsit5", c_t), ("kvaerno5", c_k))):
-        vals = [m[f"{p}_{s}_{k}"] for k, _ in keys]
-        bars = ax.bar(x + (j - 0.5) * 0.38, vals, 0.38, color=col, label=s)
-        for b, v in zip(bars, vals, strict=True):
-            ax.annotate(f"{v:.3g}", (b.get_x() + b.get_width() / 2, v), ha="center",
-                        va="bottom", fontsize=6.5)  # fmt: skip
-    ax.set_yscale("log")
-    ax.set_xticks(x)
-    ax.set_xticklabels([lab for _, lab in keys])
-    status = m[f"{p}_tsit5_status_message"]
-    ax.set_title(f"(c) cost at rtol = atol = {m['vdp_tol']:g}")
-    reached = m[f"{p}_tsit5_fraction_of_span_reached"]
-    ax.set_xlabel(f"Tsit5: {status[:40]}, reached {reached:.0%} of the span", fontsize=7)
-    ax.legend(fontsize=7, loc="upper right")
+        keys["wall_s"] = "wall time (s)"
+    cost = {s: [m[f"{p}_{s}_{k}"] for k in keys] for s in SOLVERS}
+    colors = {"tsit5": c_t, "kvaerno5": c_k}
+    bars(axes[0, 2], list(keys.values()), cost, colors=colors, width=0.76, yscale="log")
+    status, reached = m[f"{p}_tsit5_status_message"], m[f"{p}_tsit5_fraction_of_span_reached"]
+    title = f"(c) cost at rtol = atol = {m['vdp_tol']:g}"
+    decorate(axes[0, 2], title=title, legend="upper right")
+    axes[0, 2].set_xlabel(f"Tsit5: {status[:40]}, reached {reached:.0%} of the span", fontsize=7)
 
-    steps = arrays["node_steps"]
-    calls = arrays["node_calls"].mean(axis=2)
-    ax = axes[1, 0]
-    ax.semilogy(steps, calls[0], "o-", color=c_t, label="Tsit5")
-    ax.semilogy(steps, calls[1], "s-", color=c_k, label="Kvaerno5 (Newton included)")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("field calls per solve (mean)")
-    ax.set_title("(d) adaptive cost of the learned field")
-    ax.legend(fontsize=7)
+    steps, calls = arrays["node_steps"], arrays["node_calls"].mean(axis=2)
+    per_solve = {"Tsit5": calls[0], "Kvaerno5 (Newton included)": calls[1]}
+    marks = (dict(marker="o", color=c_t), dict(marker="s", color=c_k))
+    styles = dict(zip(per_solve, marks, strict=True))
+    title = "(d) adaptive cost of the learned field"
+    curves(axes[1, 0], steps, per_solve, styles=styles, yscale="log", title=title)
+    decorate(axes[1, 0], xlabel="training step", ylabel="field calls per solve (mean)", legend=True)
 
-    ax = axes[1, 1]
-    lf, ls = arrays["node_lam_fast"], arrays["node_lam_slow"]
-    ax.fill_between(steps, -lf[:, 0], -lf[:, 2], color=c_t, alpha=0.2)
-    ax.semilogy(steps, -lf[:, 1], "o-", color="#d62728", label="−Re λ_fast (median, 10–90%)")
-    ax.fill_between(steps, np.maximum(-ls[:, 0], 1e-3), np.maximum(-ls[:, 2], 1e-3),
-                    color="#1f77b4", alpha=0.2)  # fmt: skip
-    ax.semilogy(steps, np.maximum(-ls[:, 1], 1e-3), "s-", color="#1f77b4",
-                label="−Re λ_slow (median, 10–90%)")  # fmt: skip
-    for lt in arrays["node_true_lam"]:
-        ax.axhline(-lt, color="grey", ls=":", lw=0.8)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("−Re λ of the learned Jacobian")
-    ax.set_title("(e) eigenvalue spread along test trajectories")
-    ax.legend(fontsize=7, loc="lower right")
+    ax, lf, ls = axes[1, 1], arrays["node_lam_fast"], arrays["node_lam_slow"]
+    fast = "−Re λ_fast (median, 10–90%)"
+    band(ax, steps, -lf[:, 1], -lf[:, 0], -lf[:, 2], "o-", color="#d62728", label=fast)
+    slow = [np.maximum(-ls[:, i], 1e-3) for i in (1, 0, 2)]
+    band(ax, steps, *slow, "s-", color="#1f77b4", label="−Re λ_slow (median, 10–90%)")
+    title = "(e) eigenvalue spread along test trajectories"
+    decorate(ax, yscale="log", xlabel="training step", title=title, hlines=-arrays["node_true_lam"])
+    decorate(ax, ylabel="−Re λ of the learned Jacobian", legend="lower right")
 
-    ax = axes[1, 2]
     lam = -lf[:, 1]
     pos = lam > 0
-    ax.loglog(lam[pos], calls[0][pos], "o", color=c_t, label="Tsit5")
-    ax.loglog(lam[pos], calls[1][pos], "s", color=c_k, label="Kvaerno5")
-    st, sk = (_num(m[f"node_{s}_nfe_vs_lambda_loglog_slope"]) for s in SOLVERS)
-    ax.set_xlabel("−Re λ_fast (median)")
-    ax.set_ylabel("field calls per solve")
-    ax.set_title(f"(f) cost vs stiffness: slopes {st:.2f} (Tsit5), {sk:.2f} (Kvaerno5)")
-    ax.legend(fontsize=7)
+    cost = {"Tsit5": (lam[pos], calls[0][pos]), "Kvaerno5": (lam[pos], calls[1][pos])}
+    styles = {lab: dict(mk, ls="") for lab, mk in zip(cost, marks, strict=True)}
+    st, sk = (float(m[f"node_{s}_nfe_vs_lambda_loglog_slope"]) for s in SOLVERS)  # "nan" too
+    title = f"(f) cost vs stiffness: slopes {st:.2f} (Tsit5), {sk:.2f} (Kvaerno5)"
+    convergence(axes[1, 2], None, cost, styles=styles, xlabel="−Re λ_fast (median)", title=title)
+    decorate(axes[1, 2], ylabel="field calls per solve", legend=True)
     fig.suptitle(TITLE)
-    fig.tight_layout()
     return fig

@@ -28,15 +28,15 @@ The same protocol, smaller, runs on three more terrains:
   ``|θ1|, |θ2| < r`` (``r`` the smallest positive 1-D maximum of ``x² − A cos 2πx``).
 """
 
-import inspect
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from terrain_jax import WALKING_STYLES, get_terrain, walk_many
-from terrain_jax.analysis import linear_fit, steps_to_tolerance
-from terrain_jax.plotting import figure
+from terrain_jax import WALKING_STYLES, get_terrain
+from terrain_jax.analysis import linear_fit, steps_agree, steps_to_tolerance
+from terrain_jax.attractors import start_grid, uniform_starts
+from terrain_jax.optim import linear_rate, quadratic_gd_losses, sweep
+from terrain_jax.plotting import bars, curves, decorate, figure, trajectories
 
 from ._common import claim
 
@@ -67,71 +67,29 @@ _COLORS = {
 }
 
 
-def default_lr(style: str) -> float:
-    """The factory default learning rate of a walking style."""
-    return float(inspect.signature(WALKING_STYLES[style]).parameters["learning_rate"].default)
-
-
-def _lr_index(lrs: np.ndarray, lr: float) -> int:
-    i = int(np.argmin(np.abs(np.log(lrs) - np.log(lr))))
-    if not np.isclose(lrs[i], lr, rtol=1e-5):
-        raise ValueError(f"learning rate {lr} is not on the grid {lrs}; use a grid that holds it.")
-    return i
-
-
-def _uniform(key: jax.Array, n: int, domain) -> jax.Array:
-    lo = jnp.asarray([d[0] for d in domain])
-    hi = jnp.asarray([d[1] for d in domain])
-    return jax.random.uniform(key, (n, len(domain)), minval=lo, maxval=hi)
-
-
-def _best(primary: np.ndarray, secondary: np.ndarray) -> int:
-    """Index minimising ``primary``, ties (e.g. all ``inf``) broken by ``secondary``."""
-    return int(np.lexsort((np.nan_to_num(secondary, nan=np.inf), primary))[0])
-
-
-def _growth_rate(style: str, lr: float, beta: float = 0.9) -> float:
-    """Spectral radius of the linear step on ``(θ2, m)`` for ``L = −θ2²`` (``∇ = aθ2``)."""
-    a = -2.0
-    if style == "sgd":
-        return 1.0 - lr * a
-    if style == "momentum":  # m' = aθ + βm, θ' = θ − η m'
-        mat = [[1.0 - lr * a, -lr * beta], [a, beta]]
-    elif style == "nesterov":  # θ' = θ − η((1 + β) aθ + β² m)
-        mat = [[1.0 - lr * (1 + beta) * a, -lr * beta**2], [a, beta]]
-    else:
-        raise ValueError(f"no linear growth rate for {style!r}; valid: sgd, momentum, nesterov.")
-    return float(np.max(np.abs(np.linalg.eigvals(np.asarray(mat)))))
+SADDLE_CURVATURE = -2.0  # L = −θ2² along the saddle's unstable direction: ∇ = aθ2, a = −2
 
 
 # --------------------------------------------------------------------------- Rosenbrock
 
 
-def _rosenbrock(styles, lrs, n_starts, key, every, metrics, arrays) -> dict:
+def _rosenbrock(styles, lrs, n_starts, key, every, metrics, arrays) -> None:
     terrain = get_terrain("rosenbrock")
-    x0s = jnp.concatenate([jnp.asarray([START]), _uniform(key, n_starts, terrain.domain)])
-    target = np.asarray(MINIMUM)
+    x0s = jnp.concatenate([jnp.asarray([START]), uniform_starts(key, terrain.domain, n_starts)])
     dist = {}  # style -> (G, 1 + n_starts), inf where diverged
     paths_default, paths_best = [], []
-    out: dict = {"median": {}, "best": {}, "default": {}}
+    best, default = {}, {}  # style -> grid index of its best / default learning rate
     lam = np.linalg.eigvalsh(np.asarray(jax.hessian(terrain)(jnp.asarray(MINIMUM))))
     metrics["rosenbrock_hessian_lambda_max_at_minimum"] = float(lam[-1])
     metrics["rosenbrock_gd_stability_limit_2_over_lambda_max"] = float(2.0 / lam[-1])
     for s in styles:
-        path = walk_many(
-            terrain, s, x0s, ROSEN_STEPS, hyper_grid={"learning_rate": lrs}, every=every
-        )
-        pos = np.asarray(path.positions)  # (G, starts, K, 2)
-        d = np.linalg.norm(pos[:, :, -1] - target, axis=-1)
-        bad = np.asarray(path.diverged) | ~np.isfinite(d)
-        d = np.where(bad, np.inf, d)
-        dist[s] = d
+        sw = sweep(terrain, s, x0s, ROSEN_STEPS, lrs, every=every)
+        pos = np.asarray(sw.path.positions)  # (G, starts, K, 2)
+        d = dist[s] = sw.path.distances(MINIMUM)[:, :, -1]
         med = np.median(d[:, 1:], axis=1)
-        g_best = _best(med, np.mean(~np.isfinite(d[:, 1:]), axis=1))
-        g_def = _lr_index(np.asarray(lrs), default_lr(s))
-        g_single = int(np.argmin(d[:, 0]))
-        out["median"][s] = med
-        out["best"][s], out["default"][s] = g_best, g_def
+        g_best = sw.best(med, np.mean(~np.isfinite(d[:, 1:]), axis=1))
+        g_def, g_single = sw.index(), sw.best(d[:, 0])
+        best[s], default[s] = g_best, g_def
         paths_default.append(pos[g_def, 0])
         paths_best.append(pos[g_single, 0])
         k = f"rosenbrock_{s}"
@@ -140,39 +98,31 @@ def _rosenbrock(styles, lrs, n_starts, key, every, metrics, arrays) -> dict:
         metrics[f"{k}_single_best_lr"] = float(lrs[g_single])
         metrics[f"{k}_single_best_lr_final_dist"] = float(d[g_single, 0])
         metrics[f"{k}_starts_best_lr"] = float(lrs[g_best])
-        metrics[f"{k}_starts_best_lr_median_dist"] = float(med[g_best])
-        metrics[f"{k}_starts_best_lr_diverged_frac"] = float(np.mean(~np.isfinite(d[g_best, 1:])))
-        metrics[f"{k}_starts_default_lr_median_dist"] = float(med[g_def])
-        metrics[f"{k}_starts_default_lr_diverged_frac"] = float(np.mean(~np.isfinite(d[g_def, 1:])))
+        for tag, g in (("best", g_best), ("default", g_def)):
+            metrics[f"{k}_starts_{tag}_lr_median_dist"] = float(med[g])
+            metrics[f"{k}_starts_{tag}_lr_diverged_frac"] = float(np.mean(~np.isfinite(d[g, 1:])))
         arrays[f"rosenbrock_{s}_median_dist_vs_lr"] = med
-    for mode in ("best", "default"):
-        a = dist["adam"][out[mode]["adam"], 1:] if "adam" in dist else None
-        for s in styles:
-            if s == "adam" or a is None:
-                continue
-            b = dist[s][out[mode][s], 1:]
+    for mode, g in (("best", best), ("default", default)):
+        for s in [s for s in styles if s != "adam" and "adam" in dist]:
+            a, b = dist["adam"][g["adam"], 1:], dist[s][g[s], 1:]
             with np.errstate(invalid="ignore"):  # inf − inf: both diverged, a tie
-                metrics[f"rosenbrock_adam_closer_than_{s}_frac_{mode}_lr"] = float(
-                    np.mean((a < b) & ~(np.abs(a - b) <= TIE))
-                )
-                metrics[f"rosenbrock_{s}_closer_than_adam_frac_{mode}_lr"] = float(
-                    np.mean((b < a) & ~(np.abs(a - b) <= TIE))
-                )
+                tie = np.abs(a - b) <= TIE
+            metrics[f"rosenbrock_adam_closer_than_{s}_frac_{mode}_lr"] = float(
+                np.mean((a < b) & ~tie)
+            )
+            metrics[f"rosenbrock_{s}_closer_than_adam_frac_{mode}_lr"] = float(
+                np.mean((b < a) & ~tie)
+            )
     arrays["rosenbrock_lrs"] = np.asarray(lrs)
     arrays["rosenbrock_paths_default_lr"] = np.stack(paths_default)
     arrays["rosenbrock_paths_single_best_lr"] = np.stack(paths_best)
-    arrays["rosenbrock_final_dist_best_lr"] = np.stack(
-        [dist[s][out["best"][s], 1:] for s in styles]
+    arrays["rosenbrock_final_dist_best_lr"] = np.stack([dist[s][best[s], 1:] for s in styles])
+    arrays["rosenbrock_final_dist_default_lr"] = np.stack([dist[s][default[s], 1:] for s in styles])
+    grid = jnp.asarray(start_grid(terrain.domain, 161))  # (θ1, θ2) in C order: transpose
+    arrays["rosenbrock_contour"] = np.asarray(jax.vmap(terrain)(grid)).reshape(161, 161).T
+    arrays["rosenbrock_contour_x"], arrays["rosenbrock_contour_y"] = (
+        np.linspace(*d, 161) for d in terrain.domain
     )
-    arrays["rosenbrock_final_dist_default_lr"] = np.stack(
-        [dist[s][out["default"][s], 1:] for s in styles]
-    )
-    (x_lo, x_hi), (y_lo, y_hi) = terrain.domain
-    gx, gy = np.meshgrid(np.linspace(x_lo, x_hi, 161), np.linspace(y_lo, y_hi, 161))
-    grid = jnp.stack([jnp.asarray(gx.ravel()), jnp.asarray(gy.ravel())], axis=1)
-    arrays["rosenbrock_contour"] = np.asarray(jax.vmap(terrain)(grid)).reshape(gx.shape)
-    arrays["rosenbrock_contour_x"], arrays["rosenbrock_contour_y"] = gx[0], gy[:, 0]
-    return out
 
 
 def _winner(styles, values) -> str:
@@ -261,17 +211,17 @@ def _rosen_claims(styles, metrics) -> list:
 
 def _ravine(styles, lrs, n_starts, steps, key, metrics, arrays) -> None:
     terrain = get_terrain("ravine", kappa=KAPPA)
-    x0s = _uniform(key, n_starts, terrain.domain)
+    x0s = uniform_starts(key, terrain.domain, n_starts)
     lrs_np = np.asarray(lrs, dtype=np.float64)
     curves, best_steps = [], {}
     for s in styles:
-        path = walk_many(terrain, s, x0s, steps, hyper_grid={"learning_rate": lrs})
-        losses = np.asarray(path.losses)  # (G, starts, steps + 1)
+        sw = sweep(terrain, s, x0s, steps, lrs)
+        path, losses = sw.path, np.asarray(sw.path.losses)  # (G, starts, steps + 1)
         hit = steps_to_tolerance(losses, RAVINE_TOL)
         med = np.median(hit, axis=1)
         with np.errstate(invalid="ignore"):
             final = np.median(np.where(np.isfinite(losses[..., -1]), losses[..., -1], np.inf), 1)
-        g = _best(med, final)  # no rate reaching the tolerance: the lowest median final loss
+        g = sw.best(med, final)  # no rate reaching the tolerance: the lowest median final loss
         best_steps[s] = float(med[g])
         metrics[f"ravine_{s}_best_lr"] = float(lrs_np[g])
         metrics[f"ravine_{s}_best_lr_median_steps_to_tol"] = float(med[g])
@@ -281,20 +231,10 @@ def _ravine(styles, lrs, n_starts, steps, key, metrics, arrays) -> None:
             curves.append(np.median(np.where(np.isfinite(losses[g]), losses[g], np.inf), axis=0))
         if s == "sgd":
             # closed form: θ1 (1 − η)^k, θ2 (1 − ηκ)^k (float64, same threshold)
-            x0 = np.asarray(x0s, dtype=np.float64)
-            k = np.arange(steps + 1)
-            with np.errstate(over="ignore", invalid="ignore"):
-                r1 = (1 - lrs_np)[:, None, None] ** (2 * k)
-                r2 = (1 - lrs_np * KAPPA)[:, None, None] ** (2 * k)
-                pred_loss = 0.5 * (x0[None, :, :1] ** 2 * r1 + KAPPA * x0[None, :, 1:] ** 2 * r2)
+            pred_loss = quadratic_gd_losses((1.0, KAPPA), x0s, lrs_np, steps)
             pred = steps_to_tolerance(pred_loss, RAVINE_TOL)
             both = np.isfinite(pred) & np.isfinite(hit)
-            same = (np.isfinite(pred) == np.isfinite(hit)) & np.where(
-                both,
-                np.abs(np.nan_to_num(pred, posinf=0) - np.nan_to_num(hit, posinf=0)) <= 1,
-                True,
-            )
-            metrics["ravine_sgd_closed_form_agree_frac"] = float(np.mean(same))
+            metrics["ravine_sgd_closed_form_agree_frac"] = float(np.mean(steps_agree(pred, hit)))
             metrics["ravine_sgd_closed_form_max_step_diff"] = float(
                 np.max(np.abs(pred[both] - hit[both])) if both.any() else 0.0
             )
@@ -311,13 +251,13 @@ def _saddle(styles, lrs, offsets, steps, metrics, arrays) -> dict:
     x0s = jnp.stack([jnp.ones(len(offsets)), jnp.asarray(offsets)], axis=1)
     lrs_np = np.asarray(lrs, dtype=np.float64)
     logs = np.log(1.0 / np.asarray(offsets, dtype=np.float64))
-    esc = {}
+    esc, sws = {}, {}
     for s in styles:
-        path = walk_many(terrain, s, x0s, steps, hyper_grid={"learning_rate": lrs})
+        sw = sws[s] = sweep(terrain, s, x0s, steps, lrs)
         # (G, offsets): the first step with |θ2| > ESCAPE
-        esc[s] = path.first_exit(lambda x: np.abs(x[..., 1]) <= ESCAPE)
-        for tag, lr in (("default", default_lr(s)), ("common", COMMON_LR)):
-            g = _lr_index(lrs_np, lr)
+        esc[s] = sw.path.first_exit(lambda x: np.abs(x[..., 1]) <= ESCAPE)
+        for tag, lr in (("default", None), ("common", COMMON_LR)):
+            g = sw.index(lr)  # None: the style's default
             metrics[f"saddle_{s}_{tag}_lr_escape_steps_eps_max"] = float(esc[s][g, 0])
             metrics[f"saddle_{s}_{tag}_lr_escape_steps_eps_min"] = float(esc[s][g, -1])
             metrics[f"saddle_{s}_{tag}_lr_slope_steps_per_ln_inv_eps"] = linear_fit(
@@ -331,10 +271,7 @@ def _saddle(styles, lrs, offsets, steps, metrics, arrays) -> dict:
     if "sgd" in esc:
         pred = np.ceil(logs[None, :] / np.log1p(2 * lrs_np)[:, None])
         pred = np.where(pred <= steps, pred, np.inf)
-        both = np.isfinite(pred) & np.isfinite(esc["sgd"])
-        with np.errstate(invalid="ignore"):  # inf − inf where neither escaped
-            near = np.abs(np.where(both, pred - esc["sgd"], 0.0)) <= 1
-        match = (pred == esc["sgd"]) | (both & near)
+        match = steps_agree(pred, esc["sgd"])
         metrics["saddle_sgd_closed_form_within1_frac"] = float(np.mean(match))
         metrics["saddle_sgd_closed_form_exact_frac"] = float(np.mean(pred == esc["sgd"]))
         out["sgd_within1"] = float(np.mean(match))
@@ -347,7 +284,7 @@ def _saddle(styles, lrs, offsets, steps, metrics, arrays) -> dict:
             continue
         err, rel = [], []
         for g, lr in enumerate(lrs_np):
-            pred_slope = 1.0 / np.log(_growth_rate(s, float(lr)))
+            pred_slope = 1.0 / np.log(linear_rate(s, SADDLE_CURVATURE, float(lr)))
             if np.all(np.isfinite(esc[s][g])):  # every offset escaped within the budget
                 miss = abs(linear_fit(logs, esc[s][g]).slope - pred_slope)
                 err.append(miss * span)
@@ -357,9 +294,9 @@ def _saddle(styles, lrs, offsets, steps, metrics, arrays) -> dict:
             metrics[f"saddle_{s}_slope_rel_err_max"] = float(max(rel))
             metrics[f"saddle_{s}_slope_checked_lrs"] = len(err)
             worst, checked = max(worst, max(err)), checked + len(err)
-        g = _lr_index(lrs_np, default_lr(s))
+        g = sws[s].index()
         metrics[f"saddle_{s}_default_lr_predicted_slope"] = 1.0 / np.log(
-            _growth_rate(s, float(lrs_np[g]))
+            linear_rate(s, SADDLE_CURVATURE, float(lrs_np[g]))
         )
     out["slope_worst_err_steps"], out["slope_checked"] = worst, checked
     return out
@@ -370,7 +307,7 @@ def _saddle(styles, lrs, offsets, steps, metrics, arrays) -> dict:
 
 def _rastrigin(styles, lrs, n_starts, steps, key, metrics, arrays) -> dict:
     terrain = get_terrain("rastrigin")
-    x0s = _uniform(key, n_starts, terrain.domain)
+    x0s = uniform_starts(key, terrain.domain, n_starts)
     maxima = np.asarray(terrain.maxima)
     r = float(np.min(np.abs(maxima)))  # edge of the global basin along each axis
     metrics["rastrigin_global_basin_half_width"] = r
@@ -378,14 +315,15 @@ def _rastrigin(styles, lrs, n_starts, steps, key, metrics, arrays) -> dict:
     metrics["rastrigin_starts_in_global_basin_frac"] = float(np.mean(inside0))
     fracs, best = [], {}
     for s in styles:
-        path = walk_many(terrain, s, x0s, steps, hyper_grid={"learning_rate": lrs}, every=steps)
+        sw = sweep(terrain, s, x0s, steps, lrs, every=steps)
+        path = sw.path
         fin = np.asarray(path.final)  # (G, starts, 2)
         inside = np.all(np.abs(fin) < r, axis=-1) & ~np.asarray(path.diverged)
         frac = inside.mean(axis=1)
         loss = np.asarray(path.losses[..., -1])
         final = np.median(np.where(np.isfinite(loss), loss, np.inf), axis=1)
-        g = _best(-frac, final)  # ties (e.g. none inside): the lowest median final loss
-        g_def = _lr_index(np.asarray(lrs), default_lr(s))
+        g = sw.best(-frac, final)  # ties (e.g. none inside): the lowest median final loss
+        g_def = sw.index()
         metrics[f"rastrigin_{s}_best_lr_median_final_loss"] = float(final[g])
         best[s] = float(frac[g])
         metrics[f"rastrigin_{s}_best_lr"] = float(lrs[g])
@@ -537,58 +475,42 @@ def _num(v) -> float:
     return v if np.isfinite(v) else float("nan")
 
 
-def _contour_paths(ax, arrays, styles, key, title, labels):
-    x, y, z = (
-        arrays["rosenbrock_contour_x"],
-        arrays["rosenbrock_contour_y"],
-        arrays["rosenbrock_contour"],
-    )
-    ax.contour(x, y, np.log10(z + 1e-3), levels=18, cmap="Greys", linewidths=0.6)
-    for s, p, lab in zip(styles, arrays[key], labels, strict=True):
-        ax.plot(p[:, 0], p[:, 1], "-", color=_COLORS[s], lw=1.1, label=lab)
-        ax.plot(p[-1:, 0], p[-1:, 1], "o", color=_COLORS[s], ms=3.5)
-    ax.plot(*START, "ks", ms=5)
-    ax.plot(*MINIMUM, "k*", ms=10)
-    ax.set_xlim(x[0], x[-1])
-    ax.set_ylim(y[0], y[-1])
-    ax.set_xlabel("θ1")
-    ax.set_ylabel("θ2")
-    ax.set_title(title)
-
-
 def plot(result: dict, arrays: dict):
     m = result["metrics"]
     styles = m["styles"]
+    colors = {s: _COLORS[s] for s in styles}
     fig, axes = figure(2, 4, size=(4.4, 3.7))
-    for j, (key, tag, title) in enumerate(
-        (
-            ("rosenbrock_paths_default_lr", "single_default_lr", "80 steps, default η"),
-            ("rosenbrock_paths_single_best_lr", "single_best_lr", "80 steps, best η on the grid"),
-        )
-    ):
-        labels = []
-        for s in styles:
-            d = _num(m[f"rosenbrock_{s}_{tag}_final_dist"])
-            lr = m[f"rosenbrock_{s}_default_lr" if j == 0 else f"rosenbrock_{s}_single_best_lr"]
-            labels.append(f"{s} η={lr:.2g}: " + (f"{d:.3f}" if np.isfinite(d) else "diverged"))
-        ax = axes[0, j]
-        _contour_paths(ax, arrays, styles, key, f"Rosenbrock b=10 from {START}: {title}", labels)
-        ax.legend(fontsize=5.5, ncol=2, loc="lower left", title="final ‖θ − (1,1)‖",
-                  title_fontsize=6)  # fmt: skip
+    x, y = arrays["rosenbrock_contour_x"], arrays["rosenbrock_contour_y"]
+    panels = {  # paths -> (final-distance tag, learning-rate key, title)
+        "default_lr": ("single_default_lr", "default_lr", "80 steps, default η"),
+        "single_best_lr": ("single_best_lr", "single_best_lr", "80 steps, best η on the grid"),
+    }
+    for ax, (key, (tag, lr_key, title)) in zip(axes[0], panels.items(), strict=False):
+        z = np.log10(arrays["rosenbrock_contour"] + 1e-3)
+        ax.contour(x, y, z, levels=18, cmap="Greys", linewidths=0.6)
+        paths = {}
+        for s, path in zip(styles, arrays[f"rosenbrock_paths_{key}"], strict=True):
+            d, lr = _num(m[f"rosenbrock_{s}_{tag}_final_dist"]), m[f"rosenbrock_{s}_{lr_key}"]
+            paths[f"{s} η={lr:.2g}: " + (f"{d:.3f}" if np.isfinite(d) else "diverged")] = path
+        end = dict(marker="o", ms=3.5)
+        trajectories(ax, paths, styles=[_COLORS[s] for s in styles], style=dict(lw=1.1), end=end)
+        ax.plot(*START, "ks", ms=5)
+        ax.plot(*MINIMUM, "k*", ms=10)
+        title = f"Rosenbrock b=10 from {START}: {title}"
+        decorate(ax, xlim=(x[0], x[-1]), ylim=(y[0], y[-1]), xlabel="θ1", ylabel="θ2", title=title)
+        legend = dict(fontsize=5.5, ncol=2, title="final ‖θ − (1,1)‖", title_fontsize=6)
+        ax.legend(loc="lower left", **legend)
 
-    ax = axes[0, 2]
-    lrs = arrays["rosenbrock_lrs"]
+    ax, lrs = axes[0, 2], arrays["rosenbrock_lrs"]
+    med = {s: arrays[f"rosenbrock_{s}_median_dist_vs_lr"] for s in styles}  # inf: diverged
+    curves(ax, lrs, med, styles=colors, xscale="log", yscale="log", xlabel="learning rate η")
     for s in styles:
-        med = arrays[f"rosenbrock_{s}_median_dist_vs_lr"]
-        ax.loglog(lrs, np.where(np.isfinite(med), med, np.nan), color=_COLORS[s], label=s)
         dot = _num(m[f"rosenbrock_{s}_starts_default_lr_median_dist"])
         ax.plot(m[f"rosenbrock_{s}_default_lr"], dot, "o", color=_COLORS[s], ms=4)
-    ax.set_xlabel("learning rate η")
-    ax.set_ylabel("median ‖θ_80 − (1,1)‖")
-    ax.set_title(f"{m['rosenbrock_random_starts']} random starts (dots: default η)")
+    title = f"{m['rosenbrock_random_starts']} random starts (dots: default η)"
+    decorate(ax, ylabel="median ‖θ_80 − (1,1)‖", title=title)
 
-    ax = axes[0, 3]
-    cap = 10.0
+    ax, cap = axes[0, 3], 10.0
     for j, (key, off) in enumerate((("default_lr", -0.2), ("best_lr", 0.2))):
         d = arrays[f"rosenbrock_final_dist_{key}"]
         d = np.clip(np.where(np.isfinite(d), d, cap), 1e-7, cap)
@@ -596,70 +518,51 @@ def plot(result: dict, arrays: dict):
                         showfliers=False, patch_artist=True)  # fmt: skip
         for patch in bp["boxes"]:
             patch.set_facecolor("#cccccc" if j == 0 else "#7fbf7f")
-    ax.set_xticks(np.arange(len(styles)))
-    ax.set_xticklabels(styles, rotation=45, fontsize=7)
-    ax.set_ylabel("log10 final distance (diverged = 10)")
-    ax.set_title("final distances: grey default η, green tuned η")
+    ax.set_xticks(np.arange(len(styles)), styles, rotation=45, fontsize=7)
+    title = "final distances: grey default η, green tuned η"
+    decorate(ax, ylabel="log10 final distance (diverged = 10)", title=title)
 
-    ax = axes[1, 0]
-    curves = arrays["ravine_median_loss_best_lr"]
-    for s, c in zip(styles, curves, strict=True):
+    ax, losses = axes[1, 0], {}
+    for s, c in zip(styles, arrays["ravine_median_loss_best_lr"], strict=True):
         steps = _num(m[f"ravine_{s}_best_lr_median_steps_to_tol"])
         lab = f"{s}: {steps:.0f} steps" if np.isfinite(steps) else f"{s}: not within budget"
-        ax.semilogy(np.clip(c, 1e-12, 1e6), color=_COLORS[s], lw=1.0, label=lab)
-    ax.axhline(m["ravine_tol"], color="k", ls=":", lw=0.8)
-    ax.set_xlabel("step")
-    ax.set_ylabel("median loss (best η)")
-    ax.set_title(f"ravine κ = {m['ravine_kappa']:g}: steps to loss < 1e-6")
-    ax.set_ylim(1e-13, 1e7)
+        losses[lab], colors[lab] = np.clip(c, 1e-12, 1e6), _COLORS[s]
+    tol = [m["ravine_tol"]]
+    curves(ax, None, losses, styles=colors, style=dict(lw=1.0), yscale="log", hlines=tol)
+    title = f"ravine κ = {m['ravine_kappa']:g}: steps to loss < 1e-6"
+    decorate(ax, ylim=(1e-13, 1e7), xlabel="step", ylabel="median loss (best η)", title=title)
     ax.legend(fontsize=6, loc="upper right")
 
-    ax = axes[1, 1]
-    offs = arrays["saddle_offsets"]
+    ax, offs, sl = axes[1, 1], arrays["saddle_offsets"], arrays["saddle_lrs"]
     logs = np.log(1.0 / offs)
-    sl = arrays["saddle_lrs"]
     for s in styles:
         g = int(np.argmin(np.abs(np.log(sl) - np.log(m[f"rosenbrock_{s}_default_lr"]))))
         e = arrays[f"saddle_{s}_escape_steps"][g]
-        ax.plot(logs, np.where(np.isfinite(e), e, np.nan), "o-", ms=3, color=_COLORS[s],
-                label=f"{s} (η={sl[g]:.0e})")  # fmt: skip
-    for s in ("sgd", "momentum"):
-        if f"saddle_{s}_default_lr_predicted_slope" in m:
+        e, label = np.where(np.isfinite(e), e, np.nan), f"{s} (η={sl[g]:.0e})"
+        ax.plot(logs, e, "o-", ms=3, color=_COLORS[s], label=label)
+        if s in ("sgd", "momentum") and f"saddle_{s}_default_lr_predicted_slope" in m:
             k = m[f"saddle_{s}_default_lr_predicted_slope"]
-            g = int(np.argmin(np.abs(np.log(sl) - np.log(m[f"rosenbrock_{s}_default_lr"]))))
-            e = arrays[f"saddle_{s}_escape_steps"][g]
             ax.plot(logs, e[0] + k * (logs - logs[0]), "--", color=_COLORS[s], lw=0.8)
-    ax.set_xlabel("ln(1/ε)")
-    ax.set_ylabel("steps until |θ2| > 1")
-    ax.set_yscale("log")
-    ax.set_ylim(10, 2e4)
-    ax.set_title("saddle θ1² − θ2² from (1, ε), default η (dashed: slope 1/ln ρ)")
-    ax.legend(fontsize=5.5, ncol=3, loc="upper left")
+    title = "saddle θ1² − θ2² from (1, ε), default η (dashed: slope 1/ln ρ)"
+    decorate(ax, yscale="log", ylim=(10, 2e4), xlabel="ln(1/ε)", title=title)
+    decorate(ax, ylabel="steps until |θ2| > 1", legend=dict(fontsize=5.5, ncol=3, loc="upper left"))
 
     ax = axes[1, 2]
-    fr = arrays["rastrigin_global_basin_frac_vs_lr"]
-    for s, f in zip(styles, fr, strict=True):
-        ax.semilogx(lrs, f, color=_COLORS[s], label=s)
-    ax.axhline(m["rastrigin_starts_in_global_basin_frac"], color="k", ls=":", lw=0.8,
-               label="starts already inside")  # fmt: skip
-    ax.set_xlabel("learning rate η")
-    ax.set_ylabel("fraction ending in global basin")
-    ax.set_title(f"Rastrigin, {m['rastrigin_steps']} steps")
-    ax.legend(fontsize=6)
+    fr = dict(zip(styles, arrays["rastrigin_global_basin_frac_vs_lr"], strict=True))
+    curves(ax, lrs, fr, styles=colors, xscale="log", xlabel="learning rate η")
+    inside = m["rastrigin_starts_in_global_basin_frac"]
+    ax.axhline(inside, color="k", ls=":", lw=0.8, label="starts already inside")
+    title = f"Rastrigin, {m['rastrigin_steps']} steps"
+    decorate(ax, ylabel="fraction ending in global basin", title=title, legend=dict(fontsize=6))
 
-    ax = axes[1, 3]
-    others = [s for s in styles if s != "adam"]
-    x = np.arange(len(others))
-    for j, mode in enumerate(("default", "best")):
-        w = [m[f"rosenbrock_adam_closer_than_{s}_frac_{mode}_lr"] for s in others]
-        ax.bar(x + (j - 0.5) * 0.38, w, width=0.38, color="#cccccc" if j == 0 else "#2ca02c",
-               label="default η" if j == 0 else "tuned η")  # fmt: skip
-    ax.axhline(0.5, color="k", ls=":", lw=0.8)
-    ax.set_xticks(x)
-    ax.set_xticklabels(others, rotation=45, fontsize=7)
-    ax.set_ylim(0, 1.15)
-    ax.set_ylabel(f"fraction of starts Adam ends closer (by > {TIE:g})")
-    ax.set_title("Rosenbrock: Adam vs each style, random starts")
-    ax.legend(fontsize=7, ncol=2, loc="upper center")
-    fig.tight_layout()
+    ax, others = axes[1, 3], [s for s in styles if s != "adam"]
+    modes = {"default η": "default", "tuned η": "best"}
+    frac = "rosenbrock_adam_closer_than_{}_frac_{}_lr"
+    wins = {lab: [m[frac.format(s, mode)] for s in others] for lab, mode in modes.items()}
+    bar_colors = {"default η": "#cccccc", "tuned η": "#2ca02c"}
+    bars(ax, others, wins, colors=bar_colors, fmt=None, width=0.76, ylim=(0, 1.15), hlines=[0.5])
+    ax.tick_params(axis="x", rotation=45, labelsize=7)
+    ylabel = f"fraction of starts Adam ends closer (by > {TIE:g})"
+    decorate(ax, ylabel=ylabel, title="Rosenbrock: Adam vs each style, random starts")
+    ax.legend(ncol=2, loc="upper center")
     return fig

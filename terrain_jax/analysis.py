@@ -9,8 +9,15 @@ reductions are the same few fits, so they live here, once:
   ``ln(1/ε)``);
 - :func:`log_linear_rate`: the rate ``r`` of ``y ∝ e^{r x}`` (nepers per layer) with its
   R², over the finite entries above a floor;
+- :func:`gradient_decay`: how a per-layer gradient-norm profile decays with depth (first/last
+  ratio, rate per layer with its R², entries below the floor);
 - :func:`steps_to_tolerance`: the first step from which a sequence stays below ``tol``;
+- :func:`steps_agree`: two step counts (``inf``: never) agree within a few steps;
+- :func:`first_where`: the first grid value at which a condition holds;
+- :func:`runs`: the maximal runs of a condition along a grid (e.g. the step sizes at which
+  a walk converges);
 - :func:`mean_stderr`: a sample mean and its standard error.
+- :func:`rank_correlation`: Spearman's rank correlation, ``0`` for a constant variable.
 
 NumPy in, Python floats (or NumPy arrays) out: these run after the solve, on host arrays.
 Each is the exact arithmetic the experiments used before (the same ``np.polyfit`` calls in
@@ -29,8 +36,14 @@ __all__ = [
     "loglog_slope",
     "linear_fit",
     "log_linear_rate",
+    "GradientDecay",
+    "gradient_decay",
     "steps_to_tolerance",
+    "steps_agree",
+    "runs",
+    "first_where",
     "mean_stderr",
+    "rank_correlation",
 ]
 
 
@@ -48,6 +61,19 @@ class Rate(NamedTuple):
     intercept: float
     r2: float
     n_fit: int
+
+
+class GradientDecay(NamedTuple):
+    """Decay of per-layer gradient norms ``‖∂L/∂x_k‖``, ``k = 0 … L`` (one entry per profile)."""
+
+    ratio: np.ndarray
+    """``‖∂L/∂x_0‖ / ‖∂L/∂x_L‖`` in the norms' dtype (NaN where the last norm is not > 0)."""
+    rate: np.ndarray
+    """Nepers per layer back-propagated through (:func:`log_linear_rate`; ``< 0``: shrinking)."""
+    r2: np.ndarray
+    """R² of that fit."""
+    below_floor: np.ndarray
+    """How many norms are at or below the floor (left out of the fit)."""
 
 
 class MeanStderr(NamedTuple):
@@ -145,6 +171,34 @@ def log_linear_rate(
     return Rate(float(a), float(b), r2, n_fit)
 
 
+def gradient_decay(norms: Real[ArrayLike, "*batch layers"], *, floor: float = 0.0) -> GradientDecay:
+    """How per-layer gradient norms decay on their way back to the input.
+
+    ``norms[..., k]`` is ``‖∂L/∂x_k‖`` for ``k = 0 … L`` (the ``state_grad_norms`` of
+    :func:`~terrain_jax.nets.layer_gradient_norms`). Per profile: the first/last ratio, the
+    :func:`log_linear_rate` of the norms against ``L − k``, the number of layers
+    back-propagated through (over the finite norms above ``floor``), and the count at or
+    below ``floor``. Each field has the shape ``batch`` of the leading axes.
+    """
+    s = np.asarray(norms)
+    if s.ndim < 1 or s.shape[-1] < 2:
+        raise ValueError(
+            f"gradient_decay: norms need a last axis of at least 2 layers, got shape {s.shape}."
+        )
+    first, last = s[..., 0], s[..., -1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(last > 0, first / last, np.nan)
+    n = np.arange(s.shape[-1], dtype=float)[::-1]
+    fits = [log_linear_rate(n, p, floor=floor) for p in s.reshape(-1, s.shape[-1])]
+    shape = s.shape[:-1]
+    return GradientDecay(
+        ratio,
+        np.array([f.rate for f in fits]).reshape(shape),
+        np.array([f.r2 for f in fits]).reshape(shape),
+        np.asarray(np.sum(s <= floor, axis=-1)),
+    )
+
+
 def steps_to_tolerance(
     values: Real[ArrayLike, "*shape"], tol: float, *, axis: int = -1
 ) -> Float[np.ndarray, "*batch"]:
@@ -165,6 +219,52 @@ def steps_to_tolerance(
     return np.where(step > n - 1, np.inf, step)
 
 
+def steps_agree(
+    a: Real[ArrayLike, "*shape"], b: Real[ArrayLike, "*shape"], within: float = 1.0
+) -> Bool[np.ndarray, "*shape"]:
+    """Where two step counts agree: both ``inf`` (never got there), or both finite and at
+    most ``within`` steps apart, e.g. a measured :func:`steps_to_tolerance` against a
+    closed form. Elementwise, with broadcasting."""
+    a, b = np.asarray(a), np.asarray(b)
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    with np.errstate(invalid="ignore"):  # inf − inf where neither got there
+        near = np.abs(np.where(fa & fb, a - b, 0.0)) <= within
+    return (fa == fb) & near
+
+
+def runs(x: Real[ArrayLike, " n"], mask: Bool[ArrayLike, " n"]) -> list[list[float]]:
+    """The maximal runs of consecutive ``True`` in ``mask`` along the grid ``x``, as
+    ``[first x, last x]`` pairs in grid order (``[]`` when ``mask`` is all ``False``)."""
+    x, mask = _pair(x, mask, "runs")
+    out, start = [], None
+    for i, m in enumerate(mask):
+        if m and start is None:
+            start = i
+        if start is not None and (not m or i == len(mask) - 1):
+            end = i if m else i - 1
+            out.append([float(x[start]), float(x[end])])
+            start = None
+    return out
+
+
+def first_where(
+    mask: Bool[ArrayLike, " n"], x: Real[ArrayLike, " n"] | None = None
+) -> float | int | None:
+    """The first ``x`` (a Python float; without ``x``, the index) at which ``mask`` is
+    true, e.g. the smallest swept step size at which a walk diverges; ``None`` if it never
+    is."""
+    mask = np.asarray(mask)
+    if mask.ndim != 1 or mask.dtype != bool:
+        raise ValueError(
+            f"first_where: mask must be a 1-D boolean array, got {mask.dtype}{list(mask.shape)}."
+        )
+    hit = np.flatnonzero(mask)
+    if x is None:
+        return int(hit[0]) if hit.size else None
+    x = _pair(x, mask, "first_where")[0]
+    return float(x[hit[0]]) if hit.size else None
+
+
 def mean_stderr(samples: Real[ArrayLike, " n"]) -> MeanStderr:
     """Mean of ``samples`` and its standard error ``std(ddof=1) / √n`` (``n ≥ 2``)."""
     s = np.asarray(samples)
@@ -173,3 +273,14 @@ def mean_stderr(samples: Real[ArrayLike, " n"]) -> MeanStderr:
             f"mean_stderr: needs a 1-D array of at least 2 samples, got shape {s.shape}."
         )
     return MeanStderr(float(np.mean(s)), float(np.std(s, ddof=1) / np.sqrt(s.size)))
+
+
+def rank_correlation(a: Real[ArrayLike, " n"], b: Real[ArrayLike, " n"]) -> float:
+    """Spearman's rank correlation of ``a`` and ``b`` (``scipy.stats.spearmanr``), ``0``
+    when either is constant: a constant variable has no rank association (scipy would
+    return NaN)."""
+    if np.ptp(np.asarray(a)) == 0 or np.ptp(np.asarray(b)) == 0:
+        return 0.0
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)

@@ -28,6 +28,7 @@ from .optim import walk_many
 
 __all__ = [
     "start_grid",
+    "uniform_starts",
     "BasinMap",
     "Fates",
     "FixedPoints",
@@ -47,6 +48,14 @@ def start_grid(domain: Domain, n: int) -> Float[np.ndarray, "points dim"]:
     maps start from."""
     axes = [np.linspace(lo, hi, n) for lo, hi in domain]
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(domain))
+
+
+def uniform_starts(key: Array, domain: Domain, n: int) -> Float[Array, "n dim"]:
+    """``n`` seeded starts drawn uniformly from the box ``domain`` (one ``(lo, hi)`` per
+    coordinate), in the default float dtype: the random counterpart of :func:`start_grid`."""
+    lo = jnp.asarray([d[0] for d in domain])
+    hi = jnp.asarray([d[1] for d in domain])
+    return jax.random.uniform(key, (n, len(domain)), minval=lo, maxval=hi)
 
 
 FATE_NAMES = ("unsettled", "diverged", "cycle")  # the names of labels m, m + 1, m + 2

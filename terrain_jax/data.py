@@ -2,10 +2,13 @@
 
 - 2-D toy sets (:func:`moons`, :func:`spirals`, :func:`gaussian_mixture`) drawn with
   ``jax.random`` from an explicit key; classes are balanced and the rows shuffled.
+- :func:`fibonacci_mod`: token sequences of a next-token task that needs memory.
+- :func:`standardise`: per-feature standardisation with train statistics only.
 - :func:`digits`: scikit-learn's 1,797 8×8 handwritten digits (shipped with sklearn),
   split with a seed and standardised with train statistics only.
 - :func:`mnist1d`: MNIST-1D from the ``mnist1d`` package's offline generator (never its
   download path), cached on disk under :func:`cache_dir`, keyed by the generation args.
+- :func:`load_dataset`: either real set by name (:data:`REAL_DATASETS`).
 - :func:`batch_indices` (index arrays for ``lax.scan`` loops) and :func:`batches` (a
   Python iterator over minibatches).
 """
@@ -30,8 +33,12 @@ __all__ = [
     "moons",
     "spirals",
     "gaussian_mixture",
+    "fibonacci_mod",
+    "standardise",
     "digits",
     "mnist1d",
+    "REAL_DATASETS",
+    "load_dataset",
     "cache_dir",
     "batch_indices",
     "batches",
@@ -136,11 +143,34 @@ def gaussian_mixture(
     return _shuffle(k_perm, x.astype(jnp.float32), y)
 
 
+# ----------------------------------------------------------------------------- sequences
+
+
+def fibonacci_mod(
+    first: Int[ArrayLike, "n 2"], length: int, vocab: int
+) -> Int[np.ndarray, "n length"]:
+    """Token sequences ``x_{t+1} = (x_t + x_{t−1}) mod vocab`` from their first two tokens.
+
+    A next-token task whose state must carry memory (two tokens back). Closed form
+    ``x_t = (φ_{t−1} x_0 + φ_t x_1) mod vocab`` with the Fibonacci numbers ``φ`` (mod
+    ``vocab``), vectorised over the ``n`` sequences; NumPy integers.
+    """
+    phi = [1, 0]  # φ_{−1}, φ_0
+    for _ in range(length):  # `length` scalar coefficients, not a per-sample loop
+        phi.append((phi[-1] + phi[-2]) % vocab)
+    c0, c1 = np.asarray(phi[:length]), np.asarray(phi[1 : length + 1])
+    first = np.asarray(first)
+    return (first[:, :1] * c0 + first[:, 1:] * c1) % vocab
+
+
 # ----------------------------------------------------------------------------- digits
 
 
-def _standardise(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature ``(x - μ)/σ`` with train ``μ, σ``; constant features get ``σ = 1``."""
+def standardise(
+    x_train: Float[np.ndarray, "n ..."], x_test: Float[np.ndarray, "m ..."]
+) -> tuple[Float[np.ndarray, "n ..."], Float[np.ndarray, "m ..."]]:
+    """Per-feature ``(x - μ)/σ`` of both splits with the *train* ``μ, σ`` (no test
+    statistics leak in), as float32; features constant on the train set get ``σ = 1``."""
     mu = x_train.mean(axis=0)
     sd = x_train.std(axis=0)
     sd = np.where(sd > 0, sd, 1.0)
@@ -167,7 +197,7 @@ def digits(*, test_fraction: float = 0.2, seed: int) -> Dataset:
     x_tr, x_te, y_tr, y_te = train_test_split(
         x, y, test_size=test_fraction, random_state=seed, stratify=y
     )
-    x_tr, x_te = _standardise(x_tr, x_te)
+    x_tr, x_te = standardise(x_tr, x_te)
     return Dataset(x_tr, y_tr.astype(np.int32), x_te, y_te.astype(np.int32), 10)
 
 
@@ -268,6 +298,20 @@ def mnist1d(
         y[num_train:].astype(np.int32),
         10,
     )
+
+
+REAL_DATASETS = ("digits", "mnist1d")
+"""The names :func:`load_dataset` takes: the real (non-toy) train/test splits."""
+
+
+def load_dataset(name: str, *, seed: int) -> Dataset:
+    """A real dataset by name: :func:`digits` or :func:`mnist1d` with their defaults, split
+    (digits) or generated (MNIST-1D) from ``seed``."""
+    if name == "digits":
+        return digits(seed=seed)
+    if name == "mnist1d":
+        return mnist1d(seed=seed)
+    raise ValueError(f"Unknown dataset {name!r}; valid names are: {', '.join(REAL_DATASETS)}.")
 
 
 # ----------------------------------------------------------------------------- batching

@@ -9,7 +9,13 @@ This module makes each statement computable:
   :func:`kl_monte_carlo` (any two densities, from samples);
 - metrics: :func:`fisher_categorical` (softmax logits, ``diag(p) − ppᵀ``) and
   :func:`fisher_simplex` (simplex coordinates, ``diag(1/p)`` on the tangent space);
-- :func:`project_simplex`: the Euclidean projection onto the simplex (Duchi et al. 2008).
+- :func:`project_simplex`: the Euclidean projection onto the simplex (Duchi et al. 2008);
+  :func:`simplex_lattice`: a lattice of points of the open simplex;
+- fitting one Gaussian to a 1-D density by either direction of KL:
+  :func:`gaussian_kl_objectives` (forward ``KL(π‖q)`` is mass-covering, reverse ``KL(q‖π)``
+  mode-seeking), e.g. to :func:`gaussian_mixture_logpdf`;
+- :func:`gaussian_fit_logpdf`: the held-out log density of the maximum-likelihood Gaussian,
+  the baseline a density model has to beat.
 
 The walking styles of this geometry (mirror descent, projected GD, natural gradient) live
 in :mod:`terrain_jax.optim`.
@@ -17,11 +23,15 @@ in :mod:`terrain_jax.optim`.
 Probability vectors live on the last axis; leading axes are batch axes.
 """
 
+import math
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+import numpy as np
+from jax.scipy.special import logsumexp
+from jax.scipy.stats import norm
+from jaxtyping import Array, ArrayLike, Float
 
 __all__ = [
     "bregman",
@@ -33,6 +43,10 @@ __all__ = [
     "fisher_categorical",
     "fisher_simplex",
     "project_simplex",
+    "simplex_lattice",
+    "gaussian_mixture_logpdf",
+    "gaussian_kl_objectives",
+    "gaussian_fit_logpdf",
 ]
 
 
@@ -163,3 +177,70 @@ def project_simplex(v: Float[Array, "... n"]) -> Float[Array, "... n"]:
     the function also composes with ``vmap``, ``jit`` and ``grad``.
     """
     return jnp.vectorize(_project_simplex_1d, signature="(n)->(n)")(v)
+
+
+def simplex_lattice(m: int, n: int = 3) -> Float[np.ndarray, "points n"]:
+    """The points ``k/m`` of the open simplex in ``n`` coordinates, ``k`` positive integers
+    summing to ``m`` (``C(m − 1, n − 1)`` of them), in lexicographic order of ``k``; float64.
+    A grid of targets or starts that stays off the boundary."""
+    if n < 1 or m < n:
+        raise ValueError(f"simplex_lattice needs m >= n >= 1 (positive parts), got m={m}, n={n}.")
+
+    def parts(total: int, k: int):
+        if k == 1:
+            yield (total,)
+            return
+        for first in range(1, total - k + 2):
+            for rest in parts(total - first, k - 1):
+                yield (first, *rest)
+
+    return np.asarray(list(parts(m, n)), dtype=np.float64) / m
+
+
+# ----------------------------------------------------------------------------- Gaussian fits
+
+
+def gaussian_mixture_logpdf(
+    x: Float[ArrayLike, "*shape"], means: tuple[float, ...], std: float
+) -> Float[Array, "*shape"]:
+    """Log density of the equal-weight 1-D mixture ``(1/k) Σ N(means_i, std²)`` at ``x``."""
+    comps = jnp.stack([norm.logpdf(x, m, std) for m in means])
+    return logsumexp(comps, axis=0) - jnp.log(len(means))
+
+
+def gaussian_kl_objectives(
+    x: Float[Array, " grid"], log_target: Float[Array, " grid"]
+) -> tuple[Callable[[Array], Array], Callable[[Array], Array]]:
+    """Forward ``KL(π‖q_θ)`` and reverse ``KL(q_θ‖π)`` of a Gaussian ``q_θ = N(μ, σ²)``,
+    ``θ = (μ, log σ)``, to a 1-D target ``π`` given by its log density on the uniform grid
+    ``x``, by quadrature (``Σ · dx``).
+
+    Minimising the forward one matches the target's mean and variance (mass-covering); the
+    reverse one locks onto a mode (mode-seeking). The grid must cover both densities.
+    """
+    dx = float(x[1] - x[0])
+    pi = jnp.exp(log_target)
+
+    def forward(theta: Float[Array, " 2"]) -> Float[Array, ""]:
+        return jnp.sum(pi * (log_target - norm.logpdf(x, theta[0], jnp.exp(theta[1])))) * dx
+
+    def reverse(theta: Float[Array, " 2"]) -> Float[Array, ""]:
+        lq = norm.logpdf(x, theta[0], jnp.exp(theta[1]))
+        return jnp.sum(jnp.exp(lq) * (lq - log_target)) * dx
+
+    return forward, reverse
+
+
+def gaussian_fit_logpdf(
+    x_train: Float[np.ndarray, "n d"], x_test: Float[np.ndarray, "m d"]
+) -> Float[np.ndarray, " m"]:
+    """Per-point log density at ``x_test`` of the maximum-likelihood Gaussian of ``x_train``
+    (sample mean, biased covariance): the one-Gaussian baseline of a density model. NumPy,
+    in the inputs' precision."""
+    mu = x_train.mean(0)
+    cov = np.cov(x_train.T, bias=True)
+    r = x_test - mu
+    sol = np.linalg.solve(cov, r.T).T
+    _, logdet = np.linalg.slogdet(cov)
+    d = x_train.shape[1]
+    return -0.5 * np.sum(r * sol, axis=1) - 0.5 * logdet - 0.5 * d * math.log(2 * math.pi)

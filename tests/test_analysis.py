@@ -4,13 +4,19 @@ import numpy as np
 import pytest
 
 from terrain_jax.analysis import (
+    GradientDecay,
     LinearFit,
     MeanStderr,
     Rate,
+    first_where,
+    gradient_decay,
     linear_fit,
     log_linear_rate,
     loglog_slope,
     mean_stderr,
+    rank_correlation,
+    runs,
+    steps_agree,
     steps_to_tolerance,
 )
 
@@ -101,6 +107,39 @@ def test_log_linear_rate_matches_the_experiments_fit():
     assert (r.rate, r.intercept) == (float(a), float(b))
 
 
+def test_gradient_decay_geometric_profile_closed_form_and_floor():
+    # ‖∂L/∂x_k‖ = q^(L − k): ratio q^L, rate ln q per layer back-propagated through, R² = 1
+    L, q = 12, 0.5
+    s = (q ** np.arange(L + 1, dtype=float)[::-1]).astype(np.float32)
+    d = gradient_decay(s)
+    assert isinstance(d, GradientDecay) and d.ratio.dtype == np.float32
+    assert d.ratio == np.float32(q**L) and abs(d.rate - math.log(q)) < 1e-6
+    assert abs(d.r2 - 1.0) < 1e-12 and d.below_floor == 0
+    # a batch of profiles: one entry per leading index; underflowed norms are counted and
+    # left out; a zero last norm gives a NaN ratio
+    rows = np.stack([s, np.where(np.arange(L + 1) < 4, 0.0, s), np.r_[s[:-1], 0.0]])
+    b = gradient_decay(rows.reshape(3, 1, L + 1), floor=1e-15)
+    assert b.rate.shape == b.ratio.shape == b.below_floor.shape == (3, 1)
+    assert b.below_floor[:, 0].tolist() == [0, 4, 1]
+    assert b.ratio[1, 0] == 0.0 and math.isnan(b.ratio[2, 0])
+    assert abs(b.rate[1, 0] - math.log(q)) < 1e-6
+    n = np.arange(L + 1, dtype=float)[::-1]
+    assert b.rate[2, 0] == log_linear_rate(n, rows[2], floor=1e-15).rate
+    with pytest.raises(ValueError, match="at least 2"):
+        gradient_decay(np.ones(1))
+
+
+def test_first_where_value_index_and_never():
+    x = np.array([0.1, 0.3, 1.0, 3.0])
+    assert first_where(x > 0.5, x) == 1.0 and isinstance(first_where(x > 0.5, x), float)
+    assert first_where(np.array([False, True, True])) == 1
+    assert first_where(x > 10, x) is None and first_where(np.zeros(3, bool)) is None
+    with pytest.raises((ValueError, TypeError)):  # jaxtyping checks first under pytest
+        first_where(x, x)
+    with pytest.raises((ValueError, TypeError)):
+        first_where(x > 0.5, x[:2])
+
+
 def test_log_linear_rate_refuses_bad_input():
     n = np.arange(5.0)
     with pytest.raises(ValueError, match="floor"):
@@ -152,3 +191,35 @@ def test_mean_stderr():
     assert abs(m.stderr - math.sqrt(np.sum((x - 3.0) ** 2) / 3 / 4)) < 1e-15
     with pytest.raises(ValueError, match="2 samples"):
         mean_stderr(np.array([1.0]))
+
+
+def test_steps_agree_counts_never_as_agreeing_with_never():
+    inf = np.inf
+    a = np.array([3.0, 3.0, 3.0, inf, inf, 5.0])
+    b = np.array([3.0, 4.0, 5.0, inf, 4.0, 2.0])
+    np.testing.assert_array_equal(steps_agree(a, b), [True, True, False, True, False, False])
+    np.testing.assert_array_equal(steps_agree(a, b, within=3.0), [1, 1, 1, 1, 0, 1])
+    # against a closed form: GD's ⌈ln(1/ε)/ln(1 + 2η)⌉ escape steps match themselves
+    k = np.ceil(np.log(1e3) / np.log1p(2 * np.array([0.01, 0.1])))
+    assert steps_agree(k, k + 1).all() and not steps_agree(k, k + 2).any()
+
+
+def test_runs_of_a_mask_along_a_grid():
+    x = np.arange(10) / 10
+    mask = np.array([0, 1, 1, 0, 0, 1, 0, 1, 1, 1], bool)
+    assert runs(x, mask) == [[0.1, 0.2], [0.5, 0.5], [0.7, 0.9]]
+    assert runs(x, np.ones(10, bool)) == [[0.0, 0.9]]
+    assert runs(x, np.zeros(10, bool)) == []
+    with pytest.raises((ValueError, TypeError)):  # TypeError: the shape annotation in tests
+        runs(x, mask[:5])
+
+
+def test_rank_correlation_closed_forms():
+    a = np.array([0.1, 2.0, 3.5, 40.0, 50.0])
+    assert rank_correlation(a, np.exp(a)) == pytest.approx(1.0)  # monotone
+    assert rank_correlation(a, -(a**3)) == pytest.approx(-1.0)
+    assert rank_correlation(a, np.full(5, 2.0)) == 0.0  # constant: no association
+    # ties take their average rank: b's ranks are [1, 2, 3.5, 5, 3.5]
+    b = np.array([5.0, 6.0, 7.0, 8.0, 7.0])
+    ra, rb = np.arange(1.0, 6.0), np.array([1, 2, 3.5, 5, 3.5])
+    assert rank_correlation(a, b) == pytest.approx(np.corrcoef(ra, rb)[0, 1])

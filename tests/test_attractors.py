@@ -10,6 +10,8 @@ from terrain_jax.attractors import (
     fixed_points,
     nearest_minimum,
     orbit_fates,
+    start_grid,
+    uniform_starts,
 )
 from terrain_jax.fields import VanDerPolField
 from terrain_jax.terrains import get_terrain
@@ -211,3 +213,15 @@ def test_van_der_pol_fixed_point_is_the_unstable_origin(mu):
         ys = jnp.asarray(starts)
         auto = jax.vmap(jax.jacfwd(lambda y: vdp(0.0, y)))(ys)
         np.testing.assert_allclose(vdp.jacobian(ys), auto, rtol=1e-14, atol=1e-14)
+
+
+def test_uniform_starts_fill_the_box_and_repeat_per_key(getkey):
+    domain = ((-2.0, 1.0), (0.0, 5.0))
+    key = getkey()
+    x = uniform_starts(key, domain, 4000)
+    assert x.shape == (4000, 2) and x.dtype == jnp.zeros(()).dtype
+    lo, hi = np.array([-2.0, 0.0]), np.array([1.0, 5.0])
+    assert np.all((np.asarray(x) >= lo) & (np.asarray(x) < hi))
+    np.testing.assert_allclose(np.asarray(x).mean(0), (lo + hi) / 2, atol=0.1)
+    np.testing.assert_array_equal(x, uniform_starts(key, domain, 4000))
+    assert start_grid(domain, 3).shape == (9, 2)

@@ -199,3 +199,38 @@ def test_batches_iterates_one_shuffled_epoch(getkey):
     full = list(data.batches(x, y, 4, key=getkey(), drop_last=False))
     assert sorted(np.concatenate([np.asarray(b[1]) for b in full]).tolist()) == list(range(10))
     assert jax.tree_util.tree_structure(full[0]) == jax.tree_util.tree_structure((x, y))
+
+
+def test_load_dataset_by_name():
+    got, want = data.load_dataset("digits", seed=3), data.digits(seed=3)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert set(data.REAL_DATASETS) == {"digits", "mnist1d"}
+    with pytest.raises(ValueError, match="digits, mnist1d"):
+        data.load_dataset("cifar10", seed=0)
+
+
+def test_fibonacci_mod_follows_its_recursion():
+    """The closed form agrees with ``x_{t+1} = (x_t + x_{t−1}) mod V`` run step by step."""
+    first = np.array([[0, 1], [3, 4], [2, 2], [6, 0]])
+    got = data.fibonacci_mod(first, 20, 7)
+    assert got.shape == (4, 20)
+    for row, (a, b) in zip(got, first, strict=True):
+        want = [a, b]
+        while len(want) < 20:
+            want.append((want[-1] + want[-2]) % 7)
+        np.testing.assert_array_equal(row, want)
+
+
+def test_standardise_uses_train_statistics_only():
+    rng = np.random.default_rng(0)
+    x_train = rng.normal(3.0, 2.0, size=(50, 3))
+    x_train[:, 2] = 7.0  # constant on the train set: only centred
+    x_test = rng.normal(size=(20, 3))
+    tr, te = data.standardise(x_train, x_test)
+    assert tr.dtype == te.dtype == np.float32
+    np.testing.assert_allclose(tr[:, :2].mean(0), 0.0, atol=1e-6)
+    np.testing.assert_allclose(tr[:, :2].std(0), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(tr[:, 2], 0.0)
+    mu, sd = x_train.mean(0), np.where(x_train.std(0) > 0, x_train.std(0), 1.0)
+    np.testing.assert_allclose(te, (x_test - mu) / sd, rtol=1e-6)

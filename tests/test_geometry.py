@@ -11,11 +11,15 @@ from terrain_jax.geometry import (
     entropy,
     fisher_categorical,
     fisher_simplex,
+    gaussian_fit_logpdf,
+    gaussian_kl_objectives,
+    gaussian_mixture_logpdf,
     kl,
     kl_gaussian,
     kl_monte_carlo,
     neg_entropy,
     project_simplex,
+    simplex_lattice,
 )
 from terrain_jax.optim import mirror_descent, natural_gradient, projected_gd
 
@@ -336,3 +340,46 @@ def test_walkers_need_params():
     ng = natural_gradient(0.1, lambda th: jnp.eye(2))
     with pytest.raises(ValueError, match="3 flattened params"):
         ng.update(jnp.ones(3), ng.init(jnp.ones(3)), jnp.ones(3))
+
+
+def test_simplex_lattice_points():
+    pts = simplex_lattice(9)
+    assert pts.shape == (28, 3) and pts.dtype == np.float64  # C(8, 2)
+    np.testing.assert_allclose(pts.sum(-1), 1.0)
+    assert pts.min() == pytest.approx(1 / 9)
+    assert len({tuple(p) for p in np.round(pts * 9).astype(int)}) == 28
+    np.testing.assert_array_equal(pts[:2] * 9, [[1, 1, 7], [1, 2, 6]])  # lexicographic
+    assert simplex_lattice(6, n=4).shape == (10, 4)  # C(5, 3)
+    np.testing.assert_array_equal(simplex_lattice(3), [[1 / 3, 1 / 3, 1 / 3]])
+    with pytest.raises(ValueError, match="m >= n"):
+        simplex_lattice(2)
+
+
+def test_gaussian_kl_objectives_forward_is_moment_matching_reverse_is_a_mode(x64):
+    x = jnp.linspace(-10.0, 10.0, 4001)
+    log_pi = gaussian_mixture_logpdf(x, (-2.0, 2.0), 0.5)
+    assert float(jnp.sum(jnp.exp(log_pi)) * (x[1] - x[0])) == pytest.approx(1.0, abs=1e-9)
+    forward, reverse = gaussian_kl_objectives(x, log_pi)
+    # on a Gaussian target both are kl_gaussian
+    log_n = jax.scipy.stats.norm.logpdf(x, 0.5, 1.5)
+    f1, r1 = gaussian_kl_objectives(x, log_n)
+    theta = jnp.array([-0.3, jnp.log(0.8)])
+    assert float(f1(theta)) == pytest.approx(float(kl_gaussian(0.5, 2.25, -0.3, 0.64)), rel=1e-8)
+    assert float(r1(theta)) == pytest.approx(float(kl_gaussian(-0.3, 0.64, 0.5, 2.25)), rel=1e-8)
+    # forward KL's minimiser is the moment match N(0, 0.25 + 4); reverse KL's sits at a mode
+    g = jax.grad(forward)(jnp.array([0.0, 0.5 * jnp.log(4.25)]))
+    np.testing.assert_allclose(g, 0.0, atol=1e-8)
+    # KL(one component ‖ the mixture) ≈ log 2 (the other component is far away)
+    assert float(reverse(jnp.array([2.0, jnp.log(0.5)]))) == pytest.approx(np.log(2.0), abs=1e-3)
+    assert float(reverse(jnp.array([2.0, jnp.log(0.5)]))) < float(reverse(jnp.array([0.0, 0.7])))
+
+
+def test_gaussian_fit_logpdf_matches_scipy():
+    """The maximum-likelihood Gaussian's log density against scipy's, at its own fit."""
+    from scipy.stats import multivariate_normal
+
+    rng = np.random.default_rng(1)
+    x_train = rng.normal(size=(400, 3)) @ np.array([[1.0, 0.3, 0.0], [0.0, 2.0, 0.5], [0, 0, 0.7]])
+    x_test = rng.normal(size=(25, 3))
+    ref = multivariate_normal(x_train.mean(0), np.cov(x_train.T, bias=True)).logpdf(x_test)
+    np.testing.assert_allclose(gaussian_fit_logpdf(x_train, x_test), ref, rtol=1e-12)

@@ -127,3 +127,14 @@ def test_pca_directions_match_numpy_svd(getkey, center):
     if not center:
         explicit = L.pca_directions(ckpts, jtu.tree_map(lambda a: a[-1], ckpts), center=False)
         np.testing.assert_allclose(explicit.coords, plane.coords, rtol=1e-5, atol=1e-5)
+
+
+def test_pca_plane_grid_spans_the_trajectory_with_a_margin():
+    coords = jnp.array([[0.0, 0.0], [-1.0, 2.0], [3.0, 1.0]])
+    plane = L.PCAPlane((), jnp.array([0.7, 0.3]), coords)
+    gx, gy = plane.grid(9, margin=0.25)  # x ∈ [-1, 3] ± 1, y ∈ [0, 2] ± 0.5
+    assert gx.dtype == gy.dtype == np.float64 and gx.shape == gy.shape == (9,)
+    np.testing.assert_allclose([gx[0], gx[-1], gy[0], gy[-1]], [-2.0, 4.0, -0.5, 2.5])
+    np.testing.assert_allclose(np.diff(gx), 0.75)
+    gx0, gy0 = plane.grid(5, margin=0.0)  # no margin: exactly the trajectory's extent
+    np.testing.assert_allclose([gx0[0], gx0[-1], gy0[0], gy0[-1]], [-1.0, 3.0, 0.0, 2.0])

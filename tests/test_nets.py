@@ -20,8 +20,11 @@ from terrain_jax.nets import (
     ODESolve,
     PlainNet,
     ScaledResidualNet,
+    layer_gradient_norms,
     make_blocks,
+    make_gates,
 )
+from terrain_jax.train import cross_entropy
 
 WIDTH, HIDDEN, DEPTH, T = 3, 8, 6, 2.0
 
@@ -268,6 +271,11 @@ def test_depth_nets_are_their_blocks_whatever_the_construction(getkey, tied):
         again = type(net)(WIDTH, HIDDEN, DEPTH, key=getkey(), tied=tied, blocks=made,
                           **({"h": 0.5} if net is resid else {}))  # fmt: skip
         assert eqx.tree_equal(again, net)
+        keyless = type(net)(WIDTH, HIDDEN, DEPTH, tied=tied, blocks=made,
+                            **({"h": 0.5} if net is resid else {}))  # fmt: skip
+        assert eqx.tree_equal(keyless, net)
+        with pytest.raises(ValueError, match="key"):
+            type(net)(WIDTH, HIDDEN, DEPTH, tied=tied)
     assert resid.T == 0.5 * DEPTH
     # the highway net: fields from the first half of the key, gates from the second
     hw = HighwayNet(WIDTH, HIDDEN, DEPTH, key=key, activation="relu", tied=tied, gate_bias=-2.0)
@@ -280,7 +288,11 @@ def test_depth_nets_are_their_blocks_whatever_the_construction(getkey, tied):
         gates = eqx.filter_vmap(lambda k: Gate(WIDTH, key=k, bias=-2.0))(
             jax.random.split(kg, DEPTH)
         )
+        assert eqx.tree_equal(make_gates(WIDTH, DEPTH, key=kg, bias=-2.0), gates)
     assert eqx.tree_equal(hw.blocks, (fields, gates))
+    assert eqx.tree_equal(HighwayNet(WIDTH, HIDDEN, DEPTH, tied=tied, blocks=hw.blocks), hw)
+    with pytest.raises(ValueError, match="key"):
+        HighwayNet(WIDTH, HIDDEN, DEPTH, tied=tied)
 
 
 # ------------------------------------------------------------------------- classifier
@@ -314,6 +326,38 @@ def test_classifier_is_stem_then_body_then_head(getkey, kind):
     assert model.hidden(x).shape[0] == depth + 1
     with pytest.raises(ValueError, match="kind"):
         Classifier(body, features, width, classes, key=getkey(), kind="conv2d")
+
+
+def test_classifier_gradient_norms_are_the_bodys_under_the_composed_loss(getkey):
+    # those of the body under the composed loss, and the last state norm is the plain
+    # gradient of the loss at x_L
+    features, width, classes = 5, WIDTH, 4
+    body = ResidualNet(width, HIDDEN, DEPTH, key=getkey(), h=0.5)
+    drawn = Classifier(body, features, width, classes, key=getkey())
+    x = jax.random.normal(getkey(), (7, features))
+    y = jnp.arange(7) % classes
+    out = eqx.filter_jit(lambda m: m.gradient_norms(cross_entropy, x, y))(drawn)
+    ref = layer_gradient_norms(body, lambda z, yy: cross_entropy(drawn.head(z), yy),
+                               drawn.embed(x), y)  # fmt: skip
+    for k in ("loss", "state_grad_norms", "param_grad_norms"):
+        np.testing.assert_allclose(out[k], ref[k], rtol=1e-6)
+    g = jax.grad(lambda z: cross_entropy(drawn.head(z), y))(body(drawn.embed(x)))
+    np.testing.assert_allclose(out["state_grad_norms"][-1], jnp.linalg.norm(g), rtol=1e-5)
+    np.testing.assert_allclose(out["loss"], cross_entropy(drawn(x), y), rtol=1e-6)
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_highway_gate_values_are_the_gates_on_the_trajectory(getkey, tied):
+    hw = HighwayNet(WIDTH, HIDDEN, DEPTH, key=getkey(), tied=tied)
+    x = jax.random.normal(getkey(), (4, WIDTH))
+    t = hw.gate_values(x)
+    assert t.shape == (DEPTH, 4, WIDTH)
+    z = x
+    for k in range(DEPTH):  # layer by layer: T_k(x_k), then x_{k+1}
+        gate = hw.blocks[1] if tied else hw.block(k)[1]
+        np.testing.assert_allclose(t[k], gate(z), rtol=1e-6)
+        z = hw.layer_map(k)(z)
+    np.testing.assert_allclose(z, hw(x), rtol=1e-5, atol=1e-6)
 
 
 def test_implicit_bodies_refuse_masks(getkey):

@@ -28,7 +28,10 @@ from terrain_jax.nets import (
     layer_gradient_norms,
     layer_jacobian,
     lesion_masks,
+    lesion_summary,
     per_layer_norms,
+    receptive_field_mass,
+    receptive_field_width,
     rescale_relu_layer,
     stable_norm,
 )
@@ -246,6 +249,27 @@ def test_lesion_masks_rows_and_their_effect(key):
         net(x, mask=np.ones(depth + 1, bool))
 
 
+def test_lesion_summary_reads_the_rows_of_lesion_masks():
+    # an "accuracy" that is a known function of the mask: 0.9 minus the deleted blocks'
+    # weights, so every summary has a closed form
+    depth, kmax, draws = 5, 3, 4
+    masks = lesion_masks(depth, kmax, draws, seed=1)
+    w = np.array([0.01, 0.02, 0.3, 0.04, 0.05])
+    accs = 0.9 - (~masks).astype(float) @ w
+    s = lesion_summary(accs, depth, kmax, draws)
+    assert s["intact"] == 0.9
+    np.testing.assert_allclose(s["single"], 0.9 - w)
+    np.testing.assert_allclose(s["single_mean"], 0.9 - w.mean())
+    np.testing.assert_allclose([s["single_worst"], s["single_worst_drop"]], [0.6, 0.3])
+    np.testing.assert_allclose(s["single_mean_drop"], w.mean())
+    by_k = [accs[1 + depth + k * draws : 1 + depth + (k + 1) * draws] for k in range(kmax)]
+    np.testing.assert_allclose(s["k_mean"], [0.9, *(np.mean(a) for a in by_k)])
+    np.testing.assert_allclose(s["k_std"], [0.0, *(np.std(a) for a in by_k)])
+    assert s["k_std"][1:].min() > 0  # the draws differ
+    with pytest.raises(ValueError, match="lesion_masks"):
+        lesion_summary(accs[:-1], depth, kmax, draws)
+
+
 def test_effective_receptive_field_of_one_linear_conv_is_its_kernel(key):
     """For ``y = K * x`` (one 'SAME' conv, no bias) ``∂ Σ_c y[c, centre] / ∂x[c']`` is the
     flipped kernel summed over output channels, for every input: the ERF is ``Σ_c |K|``
@@ -270,3 +294,25 @@ def test_relu_rescaling_preserves_the_function_not_the_parameters(key):
     np.testing.assert_allclose(jax.vmap(scaled)(xs), jax.vmap(mlp)(xs), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(scaled.layers[0].weight, 5.0 * mlp.layers[0].weight)
     np.testing.assert_allclose(scaled.layers[1].weight, mlp.layers[1].weight / 5.0)
+
+
+def test_receptive_field_width_and_mass_closed_forms():
+    delta = np.zeros((9, 9))
+    delta[4, 4] = 3.0
+    assert receptive_field_width(delta) == 0.0 and receptive_field_mass(delta, 0) == 1.0
+    # uniform 3×3 around the centre: mean squared distance (4·1 + 4·2) / 9
+    box = np.zeros((9, 9))
+    box[3:6, 3:6] = 1.0
+    np.testing.assert_allclose(receptive_field_width(box), np.sqrt(12 / 9))
+    assert receptive_field_mass(box, 1) == 1.0
+    np.testing.assert_allclose(receptive_field_mass(box, 0), 1 / 9)
+    # a wide isotropic 2-D Gaussian: RMS radius σ√2
+    r = np.arange(201) - 100
+    s = 7.0
+    g = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * s**2))
+    np.testing.assert_allclose(receptive_field_width(g), s * np.sqrt(2), rtol=1e-6)
+    # any rank: a 1-D map with mass 1 at offset −3 and 1 at +1
+    line = np.zeros(11)
+    line[2], line[6] = 1.0, 1.0
+    np.testing.assert_allclose(receptive_field_width(line), np.sqrt((9 + 1) / 2))
+    assert receptive_field_mass(line, 1) == 0.5 and receptive_field_mass(line, 3) == 1.0

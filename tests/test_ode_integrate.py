@@ -249,6 +249,16 @@ def test_nfe_matches_counted_evaluations_with_rejections(x64):
     assert int(tr.nfe) == count.evals
 
 
+def test_counter_measure_resets_and_counts_one_call(x64):
+    """``measure`` returns the output and exactly the evaluations of that one call, however
+    many ran before (7 RK4 steps: 28 stages, on every repeat)."""
+    f, count = _counting_field()
+    solve = jax.jit(lambda y0: integrate(f, y0, solver="rk4", steps=7))
+    for _ in range(2):
+        tr, evals = count.measure(solve, jnp.asarray(Y0_ROT))
+        assert evals == count.evals == int(tr.nfe) == 28
+
+
 @pytest.mark.parametrize(("solver", "stages"), [("euler", 1), ("rk4", 4)])
 def test_counted_vjps_of_a_fixed_step_gradient(x64, solver, stages):
     """With ``vjps=True`` a reverse pass through 7 fixed steps adds one field VJP per stage

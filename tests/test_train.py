@@ -9,7 +9,7 @@ import pytest
 from jaxtyping import Array
 
 from terrain_jax import train
-from terrain_jax.data import gaussian_mixture
+from terrain_jax.data import batch_indices, gaussian_mixture
 
 
 class Linear(eqx.Module):
@@ -266,6 +266,39 @@ def test_profile_step_reports_memory_compile_and_run_time(getkey):
     np.testing.assert_array_equal(np.asarray(c.compiled(*args)[0].w), step(*args)[0].w)
     prof = train.profile_step(train.make_step(_loss, OPT, static, jit=False), *args, repeats=3)
     assert prof.temp_bytes == c.temp_bytes and prof.run_s > 0 and prof.compile_s > 0
+
+
+def test_fit_timed_is_the_compiled_step_called_per_minibatch(getkey):
+    """fit_timed equals the hand loop of the same jitted make_step over batch_indices'
+    order, bit for bit; aux and per-step inputs are stacked, every epoch is timed."""
+    x, y = _problem(getkey())
+    steps, bs, per_epoch = 10, 32, 4
+    key, keys = getkey(), jax.random.split(getkey(), steps)
+
+    def noisy(m, xb, yb, k):
+        loss = _loss(m, xb + 0.1 * jax.random.normal(k, xb.shape), yb)
+        return loss, (jnp.int32(xb.shape[0]), 2 * loss)
+
+    run = train.fit_timed(ZERO, noisy, OPT, x, y, steps=steps, batch_size=bs, key=key,
+                          steps_per_epoch=per_epoch, step_inputs=(keys,), has_aux=True)  # fmt: skip
+    assert isinstance(run, train.TimedFit) and run.epoch_s.shape == (3,)
+    assert np.all(run.epoch_s > 0) and run.step.temp_bytes >= 0
+    params, static = eqx.partition(ZERO, eqx.is_array)
+    with jax.numpy_dtype_promotion("standard"):
+        state = OPT.init(params)
+    step = train.make_step(noisy, OPT, static, has_aux=True)
+    idx = np.asarray(batch_indices(x.shape[0], bs, steps, key=key))
+    losses = []
+    for k in range(steps):
+        params, state, loss, _ = step(params, state, x[idx[k]], y[idx[k]], keys[k])
+        losses.append(loss)
+    np.testing.assert_array_equal(run.loss, np.asarray(losses))
+    np.testing.assert_array_equal(np.asarray(run.model.w), np.asarray(params.w))
+    assert run.aux[0].tolist() == [bs] * steps
+    np.testing.assert_array_equal(run.aux[1], 2 * run.loss)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        train.fit_timed(ZERO, lambda m, xb, yb: jnp.nan * _loss(m, xb, yb), OPT, x, y,
+                        steps=2, batch_size=bs, key=key, steps_per_epoch=1)  # fmt: skip
 
 
 def test_ce_loss_and_masked_accuracy():

@@ -7,6 +7,9 @@ parameter space. This package builds the slice and evaluates it fast and faithfu
   filter normalisation of Li et al. 2018, optional Gram–Schmidt), :func:`pca_directions`
   (the top principal components of a training trajectory, final point at the origin) and
   :func:`direction_between` / :func:`interpolate` (the line between two solutions);
+- curvature of a sampled 2-D surface: :func:`surface_hessian_eigs` (finite-difference
+  Hessians) and :func:`nonconvexity` (Li et al.'s ``|λ_min/λ_max|`` map, the fraction of
+  significant negative curvature, interior local minima);
 - evaluation: :func:`surface` at any list of coordinates, :func:`surface_1d` on a line,
   :func:`surface_2d` on a grid. Grid points are evaluated in one compiled call: a
   ``lax.map`` over chunks of ``chunk_size`` points, ``vmap``-ed within a chunk (memory
@@ -32,6 +35,7 @@ with ``loss(model, xb, yb) -> mean over the batch`` (the signature :func:`terrai
 takes).
 """
 
+from ._curvature import Nonconvexity, nonconvexity, surface_hessian_eigs
 from ._directions import (
     NORMALISATIONS,
     PCAPlane,
@@ -56,4 +60,7 @@ __all__ = [
     "surface",
     "surface_1d",
     "surface_2d",
+    "Nonconvexity",
+    "nonconvexity",
+    "surface_hessian_eigs",
 ]

@@ -213,6 +213,15 @@ class PCAPlane(NamedTuple):
     explained_variance_ratio: Float[Array, " components"]
     coords: Float[Array, "checkpoints components"]
 
+    def grid(self, num: int, margin: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+        """Axes ``(gx, gy)`` (float64, ``num`` points each) of a grid over the plane that
+        spans the trajectory's ``coords`` plus ``margin`` of their extent on every side:
+        the grid to evaluate :func:`surface_2d` on and draw the trajectory over."""
+        coords = np.asarray(self.coords, np.float64)
+        lo, hi = coords.min(axis=0), coords.max(axis=0)
+        pad = margin * (hi - lo)
+        return tuple(np.linspace(lo[j] - pad[j], hi[j] + pad[j], num) for j in (0, 1))
+
 
 def stack_checkpoints(checkpoints: Sequence[PyTree]) -> PyTree:
     """A list of same-shaped parameter pytrees → one pytree with a leading checkpoint axis

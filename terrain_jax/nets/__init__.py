@@ -15,12 +15,15 @@
   :class:`InjectionCell`;
 - :class:`Classifier` (stem -> body -> head) with depth-net, ODE (:class:`ODENet`,
   :class:`AdjointODENet`) or DEQ (:class:`DEQNet`) bodies;
-- diagnostics: layer / block / end-to-end Jacobians, per-layer gradient norms,
-  lesion masks, effective receptive fields, Dinh et al.'s function-preserving rescaling.
+- :class:`ResidualLM`: a residual recurrent next-token model, generation as an explicit
+  Euler step of its state (and the implicit step of the same equation, solved);
+- diagnostics: layer / block / end-to-end Jacobians, per-layer gradient norms, lesion
+  masks and their summary, effective receptive fields with their width and central mass,
+  Dinh et al.'s function-preserving rescaling.
 """
 
 from ._adjoint import NFECounts, adjoint_backward, adjoint_solve, nfe_forward_backward
-from ._blocks import BLOCK_KINDS, Gate, make_blocks, shared_blocks
+from ._blocks import BLOCK_KINDS, Gate, make_blocks, make_gates, shared_blocks
 from ._classifier import CLASSIFIER_KINDS, AdjointODENet, Classifier, DEQNet, ODENet
 from ._cnf import CNF, CNF_TRACES, standard_normal_log_prob
 from ._depth import AbstractDepthNet, HighwayNet, PlainNet, ResidualNet, ScaledResidualNet
@@ -33,10 +36,14 @@ from ._diagnostics import (
     layer_gradient_norms,
     layer_jacobian,
     lesion_masks,
+    lesion_summary,
     per_layer_norms,
+    receptive_field_mass,
+    receptive_field_width,
     stable_norm,
 )
 from ._ode import AugmentedODEBlock, ODEBlock, RegularisedField, RegularisedODEBlock, RNODEOutput
+from ._recurrent import ResidualLM
 from ._rescale import rescale_relu_layer
 from ._solve import ODESolve
 
@@ -65,6 +72,7 @@ __all__ = [
     "RNODEOutput",
     "RegularisedField",
     "RegularisedODEBlock",
+    "ResidualLM",
     "ResidualNet",
     "ScaledResidualNet",
     "adjoint_backward",
@@ -76,9 +84,13 @@ __all__ = [
     "layer_gradient_norms",
     "layer_jacobian",
     "lesion_masks",
+    "lesion_summary",
     "make_blocks",
+    "make_gates",
     "nfe_forward_backward",
     "per_layer_norms",
+    "receptive_field_mass",
+    "receptive_field_width",
     "rescale_relu_layer",
     "shared_blocks",
     "stable_norm",

@@ -155,3 +155,13 @@ class Gate(eqx.Module):
         z = jnp.moveaxis(x, self.axis, -1)
         z = jax.nn.sigmoid(z @ self.weight.T + self.bias)
         return jnp.moveaxis(z, -1, self.axis)
+
+
+def make_gates(
+    width: int, depth: int, *, key: PRNGKeyArray, bias: float = -1.0, axis: int = -1
+) -> Gate:
+    """``depth`` independent highway :class:`Gate` s stacked into one pytree (leading axis
+    ``depth``), from ``jax.random.split(key, depth)``, as :func:`make_blocks` stacks fields."""
+    return eqx.filter_vmap(lambda k: Gate(width, key=k, bias=bias, axis=axis))(
+        jax.random.split(key, depth)
+    )

@@ -13,12 +13,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, PyTree
 
 from ..fixed_point import FixedPointInfo, fixed_point
 from ..ode import Trajectory
 from ._adjoint import adjoint_solve
 from ._deq import DEQBlock, InjectionCell
+from ._diagnostics import layer_gradient_norms
 from ._ode import ODEBlock
 
 CLASSIFIER_KINDS = ("mlp", "conv1d")
@@ -102,6 +103,20 @@ class Classifier(eqx.Module):
         """All ``depth + 1`` states of a depth-net body, ``(depth + 1, B, ...)``."""
         _, hs = self.net(self.embed(x), return_hidden=True)
         return hs
+
+    def gradient_norms(
+        self,
+        loss_fn: Callable[[Array, PyTree], Array],
+        x: Float[Array, "batch features"],
+        y: PyTree,
+        *,
+        method: str = "sweep",
+    ) -> dict[str, Array]:
+        """:func:`layer_gradient_norms` of ``loss_fn(head(x_L), y)`` through a depth-net body
+        from ``x_0 = embed(x)``: ``‖∂L/∂x_k‖`` per state and ``‖∂L/∂θ_k‖`` per block."""
+        return layer_gradient_norms(
+            self.net, lambda z, yy: loss_fn(self.head(z), yy), self.embed(x), y, method=method
+        )
 
 
 # ----------------------------------------------------------------------------- implicit bodies

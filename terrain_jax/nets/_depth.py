@@ -17,7 +17,13 @@ from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, PyTree
 
 from .._typing import Index, Scalar
 from ..fields import PiecewiseConstantField
-from ._blocks import Gate, depth_blocks, gate_axis
+from ._blocks import Gate, depth_blocks, gate_axis, make_gates
+
+
+def _key(key: PRNGKeyArray | None) -> PRNGKeyArray:
+    if key is None:
+        raise ValueError("A depth net needs `key` to draw its blocks, or the blocks as `blocks=`.")
+    return key
 
 
 class AbstractDepthNet(eqx.Module):
@@ -34,6 +40,9 @@ class AbstractDepthNet(eqx.Module):
     - ``net(x, mask=...)``: a boolean per layer; a layer whose mask is ``False`` is
       deleted (passes its input through), the lesion of Veit et al. 2016;
     - ``net.block(k)`` and ``net.layer_map(k)`` (``x ↦ x_{k+1}``) for Jacobians.
+
+    The constructors draw the blocks from ``key``, or take them as ``blocks=`` (then no
+    ``key`` is needed).
     """
 
     blocks: eqx.AbstractVar[PyTree]
@@ -106,7 +115,7 @@ class PlainNet(AbstractDepthNet):
         hidden: int,
         depth: int,
         *,
-        key: PRNGKeyArray,
+        key: PRNGKeyArray | None = None,
         block: str = "mlp",
         activation: str = "tanh",
         init: str = "uniform",
@@ -115,7 +124,7 @@ class PlainNet(AbstractDepthNet):
         blocks: PyTree = None,
     ):
         if blocks is None:
-            blocks = depth_blocks(block, width, hidden, depth, key=key, tied=tied,
+            blocks = depth_blocks(block, width, hidden, depth, key=_key(key), tied=tied,
                                   activation=activation, init=init, zero_last=False,
                                   kernel_size=kernel_size)  # fmt: skip
         self.blocks = blocks
@@ -149,7 +158,7 @@ class ResidualNet(AbstractDepthNet):
         hidden: int,
         depth: int,
         *,
-        key: PRNGKeyArray,
+        key: PRNGKeyArray | None = None,
         T: float = 1.0,
         h: float | None = None,
         tied: bool = False,
@@ -162,7 +171,7 @@ class ResidualNet(AbstractDepthNet):
     ):
         """Build ``depth`` blocks ``width -> hidden -> width`` (or pass ``blocks``)."""
         if blocks is None:
-            blocks = depth_blocks(block, width, hidden, depth, key=key, tied=tied,
+            blocks = depth_blocks(block, width, hidden, depth, key=_key(key), tied=tied,
                                   activation=activation, init=init, zero_last=zero_last,
                                   kernel_size=kernel_size)  # fmt: skip
         self.blocks = blocks
@@ -207,7 +216,7 @@ class HighwayNet(AbstractDepthNet):
         hidden: int,
         depth: int,
         *,
-        key: PRNGKeyArray,
+        key: PRNGKeyArray | None = None,
         gate_bias: float = -1.0,
         block: str = "mlp",
         activation: str = "tanh",
@@ -216,8 +225,8 @@ class HighwayNet(AbstractDepthNet):
         tied: bool = False,
         blocks: tuple[PyTree, Gate] | None = None,
     ):
-        kf, kg = jax.random.split(key)
         if blocks is None:
+            kf, kg = jax.random.split(_key(key))
             fields = depth_blocks(block, width, hidden, depth, key=kf, tied=tied,
                                   activation=activation, init=init, zero_last=False,
                                   kernel_size=kernel_size)  # fmt: skip
@@ -225,9 +234,7 @@ class HighwayNet(AbstractDepthNet):
             if tied:
                 gates = Gate(width, key=kg, bias=gate_bias, axis=axis)
             else:
-                gates = eqx.filter_vmap(lambda k: Gate(width, key=k, bias=gate_bias, axis=axis))(
-                    jax.random.split(kg, depth)
-                )
+                gates = make_gates(width, depth, key=kg, bias=gate_bias, axis=axis)
             blocks = (fields, gates)
         self.blocks = blocks
         self.depth = depth
@@ -240,6 +247,15 @@ class HighwayNet(AbstractDepthNet):
         f, gate = block
         g = gate(x)
         return x + g * (f(t, x, None) - x)
+
+    def gate_values(self, x: Array) -> Array:
+        """The transform gates ``T_k(x_k)`` on the forward trajectory from ``x``,
+        ``(depth, *x.shape)``: how far each layer has closed its carry path."""
+        _, hs = self(x, return_hidden=True)
+        gates = self.blocks[1]
+        if self.tied:
+            return jax.vmap(gates)(hs[:-1])
+        return jax.vmap(lambda g, h: g(h))(gates, hs[:-1])
 
 
 class ScaledResidualNet(AbstractDepthNet):
@@ -261,7 +277,7 @@ class ScaledResidualNet(AbstractDepthNet):
         hidden: int,
         depth: int,
         *,
-        key: PRNGKeyArray,
+        key: PRNGKeyArray | None = None,
         alpha: float | Array = 0.1,
         beta: float | Array = 0.1,
         block: str = "mlp",
@@ -272,7 +288,7 @@ class ScaledResidualNet(AbstractDepthNet):
         blocks: PyTree = None,
     ):
         if blocks is None:
-            blocks = depth_blocks(block, width, hidden, depth, key=key, tied=tied,
+            blocks = depth_blocks(block, width, hidden, depth, key=_key(key), tied=tied,
                                   activation=activation, init=init, zero_last=False,
                                   kernel_size=kernel_size)  # fmt: skip
         self.blocks = blocks

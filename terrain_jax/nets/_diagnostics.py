@@ -14,7 +14,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float, PyTree
+from jaxtyping import Array, ArrayLike, Bool, Float, PyTree
 
 from .._typing import Index
 from ..linalg import jacobian
@@ -216,6 +216,39 @@ def lesion_masks(depth: int, kmax: int, draws: int, seed: int) -> Bool[np.ndarra
     return np.stack(rows)
 
 
+def lesion_summary(
+    accs: Float[np.ndarray, " rows"], depth: int, kmax: int, draws: int
+) -> dict[str, float | np.ndarray]:
+    """Summarise accuracies measured on the rows of :func:`lesion_masks` (same ``depth``,
+    ``kmax``, ``draws``).
+
+    Returns ``intact`` (row 0), ``single`` (``(depth,)``, block ``i`` deleted), its
+    ``single_mean`` / ``single_worst`` and their drops from intact (``single_mean_drop``,
+    ``single_worst_drop``), and ``k_mean`` / ``k_std`` (``(kmax + 1,)``: mean and standard
+    deviation over the draws with ``k = 0 … kmax`` random blocks deleted; ``k = 0`` is the
+    intact net, standard deviation ``0``).
+    """
+    accs = np.asarray(accs)
+    if accs.shape != (1 + depth + kmax * draws,):
+        raise ValueError(
+            f"lesion_summary: expected {1 + depth + kmax * draws} accuracies (the rows of "
+            f"lesion_masks({depth}, {kmax}, {draws}, seed)), got shape {accs.shape}."
+        )
+    intact = float(accs[0])
+    single = accs[1 : 1 + depth]
+    rand = accs[1 + depth :].reshape(kmax, draws)
+    return {
+        "intact": intact,
+        "single": single,
+        "single_mean": float(single.mean()),
+        "single_worst": float(single.min()),
+        "single_mean_drop": intact - float(single.mean()),
+        "single_worst_drop": intact - float(single.min()),
+        "k_mean": np.concatenate([[intact], rand.mean(axis=1)]),
+        "k_std": np.concatenate([[0.0], rand.std(axis=1)]),
+    }
+
+
 def effective_receptive_field(
     net: Callable[[Array], Array], xs: Float[Array, "samples channels *space"]
 ) -> Float[Array, " *space"]:
@@ -232,3 +265,21 @@ def effective_receptive_field(
 
     grads = jax.vmap(jax.grad(total))(xs)
     return jnp.mean(jnp.sum(jnp.abs(grads), axis=1), axis=0)
+
+
+def receptive_field_width(erf: Float[ArrayLike, " *space"]) -> float:
+    """RMS distance from the centre position under ``erf`` normalised to unit mass (the
+    width of an :func:`effective_receptive_field`, in pixels; Luo et al. 2016)."""
+    erf = np.asarray(erf)
+    centre = np.array([n // 2 for n in erf.shape]).reshape(-1, *([1] * erf.ndim))
+    d2 = np.sum((np.indices(erf.shape) - centre) ** 2, axis=0)
+    p = erf / erf.sum()
+    return float(np.sqrt(np.sum(p * d2)))
+
+
+def receptive_field_mass(erf: Float[ArrayLike, " *space"], radius: int) -> float:
+    """Fraction of the mass of ``erf`` within ``radius`` positions (Chebyshev distance) of
+    the centre, e.g. ``radius=2``: the central 5×5 window of a 2-D map."""
+    erf = np.asarray(erf)
+    win = erf[tuple(slice(n // 2 - radius, n // 2 + radius + 1) for n in erf.shape)]
+    return float(win.sum() / erf.sum())

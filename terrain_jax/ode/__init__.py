@@ -9,10 +9,13 @@
   :func:`nfe_per_step`;
 - linear stability on ``y' = λy``: :func:`stability_function`, :func:`region`,
   :func:`max_stable_step`, :func:`real_stability_interval`;
+- convergence studies: :func:`final_states` (the final state after ``n`` fixed steps, for
+  many ``n`` in one compiled call);
 - run-time call counting: :func:`count_calls` -> (:class:`CountedField`,
   :class:`CallCounter`).
 """
 
+from ._convergence import final_states
 from ._counting import CallCounter, CountedField, count_calls
 from ._integrate import Trajectory, integrate
 from ._results import RESULTS, STATUS
@@ -38,6 +41,7 @@ __all__ = [
     "Tableau",
     "Trajectory",
     "count_calls",
+    "final_states",
     "get_solver",
     "has_error_estimate",
     "implicit_root_finder",

@@ -6,6 +6,8 @@ implicit solver, steps re-run by checkpointing, or the VJPs of a backward pass. 
 count is what actually ran.
 """
 
+from collections.abc import Callable
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -18,7 +20,8 @@ from .._typing import Args, ScalarLike, State, VectorField
 class CallCounter:
     """Host-side tallies of a :class:`CountedField`: ``evals`` and ``vjps``.
 
-    Read them after ``jax.block_until_ready`` and ``jax.effects_barrier()``.
+    Read them after ``jax.block_until_ready`` and ``jax.effects_barrier()``, or let
+    :meth:`measure` run a call and do both.
     """
 
     def __init__(self) -> None:
@@ -29,6 +32,14 @@ class CallCounter:
         """Set both tallies back to zero."""
         self.evals = 0
         self.vjps = 0
+
+    def measure(self, fn: Callable[..., PyTree], *args: object) -> tuple[PyTree, int]:
+        """Reset, run ``fn(*args)`` to completion (its callbacks included) and return its
+        output with the evaluations it counted."""
+        self.reset()
+        out = jax.block_until_ready(fn(*args))
+        jax.effects_barrier()
+        return out, self.evals
 
     def add_eval(self, _: Array) -> None:
         self.evals += 1

@@ -14,7 +14,7 @@ from jaxtyping import Array
 
 from ._mirror import mirror_descent, projected_gd
 
-__all__ = ["WALKING_STYLES", "SIMPLEX_STYLES", "get_style", "Hyper", "Style"]
+__all__ = ["WALKING_STYLES", "SIMPLEX_STYLES", "get_style", "default_hyper", "Hyper", "Style"]
 
 Hyper = float | Array
 """A hyper-parameter value: a Python float or a (possibly traced) JAX scalar."""
@@ -108,6 +108,34 @@ Style = str | optax.GradientTransformation | Callable[..., optax.GradientTransfo
 a ready ``optax.GradientTransformation``."""
 
 
+def _factory(style: Style) -> Callable[..., optax.GradientTransformation]:
+    """The factory behind a name or a factory; ``ValueError`` listing the valid names."""
+    if isinstance(style, str):
+        try:
+            return {**WALKING_STYLES, **SIMPLEX_STYLES}[style]
+        except KeyError:
+            valid = ", ".join([*WALKING_STYLES, *SIMPLEX_STYLES])
+            raise ValueError(
+                f"Unknown walking style {style!r}; valid names are: {valid} "
+                "(or pass any optax.GradientTransformation)."
+            ) from None
+    if callable(style) and not isinstance(style, optax.GradientTransformation):
+        return style
+    raise ValueError(
+        f"style must be a name, a factory or an optax.GradientTransformation, got {style!r}."
+    )
+
+
+def default_hyper(style: Style) -> dict[str, Hyper]:
+    """The hyper-parameters a style takes by default: its factory's keyword defaults
+    (``default_hyper("adam")["learning_rate"] == 0.01``); ``{}`` for a ready optax
+    transformation, which has none left to set."""
+    if isinstance(style, optax.GradientTransformation):
+        return {}
+    params = inspect.signature(_factory(style)).parameters.values()
+    return {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+
+
 def get_style(style: Style, **hyper: Hyper) -> optax.GradientTransformation:
     """The optax transformation for ``style`` with hyper-parameters ``hyper``.
 
@@ -123,21 +151,7 @@ def get_style(style: Style, **hyper: Hyper) -> optax.GradientTransformation:
                 "name or a factory to set hyper-parameters, or build the transformation with them."
             )
         return style
-    if isinstance(style, str):
-        try:
-            factory = {**WALKING_STYLES, **SIMPLEX_STYLES}[style]
-        except KeyError:
-            valid = ", ".join([*WALKING_STYLES, *SIMPLEX_STYLES])
-            raise ValueError(
-                f"Unknown walking style {style!r}; valid names are: {valid} "
-                "(or pass any optax.GradientTransformation)."
-            ) from None
-    elif callable(style):
-        factory = style
-    else:
-        raise ValueError(
-            f"style must be a name, a factory or an optax.GradientTransformation, got {style!r}."
-        )
+    factory = _factory(style)
     params = inspect.signature(factory).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     unknown = [k for k in hyper if k not in params]

@@ -5,7 +5,7 @@ style is built inside the traced function, so hyper-parameters may be JAX arrays
 ``vmap`` over a learning-rate grid just works.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import equinox as eqx
@@ -47,6 +47,20 @@ class Path(NamedTuple):
         """Positions after the last step."""
         lead = jnp.ndim(self.losses) - 1
         return jtu.tree_map(lambda a: a[(slice(None),) * lead + (-1,)], self.positions)
+
+    def distances(
+        self, target: Float[ArrayLike, " dim"] | Sequence[float]
+    ) -> Float[np.ndarray, "*batch steps_plus_1"]:
+        """Euclidean distance of every stored position to ``target`` (last axis), on the
+        host in NumPy's promotion of the two dtypes; ``inf`` at every step of a diverged walk
+        and wherever the distance is not finite, so a diverged walk is never "close".
+        Positions must be one array (not a pytree)."""
+        if not isinstance(self.positions, jax.Array | np.ndarray):
+            raise TypeError("Path.distances needs array positions, not a pytree of them.")
+        with np.errstate(invalid="ignore", over="ignore"):
+            d = np.linalg.norm(np.asarray(self.positions) - np.asarray(target), axis=-1)
+        bad = np.asarray(self.diverged)[..., None] | ~np.isfinite(d)
+        return np.where(bad, np.inf, d)
 
     def steps_to(self, tol: float) -> Float[np.ndarray, "*batch"]:
         """First step from which the loss stays finite and below ``tol`` (``inf`` if the walk

@@ -1,4 +1,4 @@
-"""One matplotlib style for every figure, and atomic figure writing."""
+"""One matplotlib style for every figure, one colour per solver / model, atomic writing."""
 
 import os
 import tempfile
@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 __all__ = ["STYLE", "COLORS", "figure", "save_figure"]
 
@@ -22,7 +23,7 @@ STYLE = {
     "axes.grid": True,
     "grid.alpha": 0.25,
     "legend.frameon": False,
-    "legend.fontsize": 8,
+    "legend.fontsize": 7,
     "lines.linewidth": 1.5,
     "image.cmap": "viridis",
 }
@@ -43,14 +44,19 @@ COLORS = {
 
 
 def figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] | None = None, **kw):
-    """``plt.subplots`` under the project style; ``size`` is per panel in inches."""
+    """``plt.subplots`` under the project style; ``size`` is per panel in inches.
+
+    The panels are laid out when the figure is drawn (``layout="tight"`` unless another
+    layout is asked for, e.g. ``"constrained"`` for colour bars shared by several panels).
+    """
     w, h = size or (4.0, 3.2)
+    kw.setdefault("layout", "tight")
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(nrows, ncols, figsize=(w * ncols, h * nrows), **kw)
     return fig, axes
 
 
-def save_figure(fig, path: str | os.PathLike) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     """Write ``fig`` to ``path`` atomically (temp file + rename) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
