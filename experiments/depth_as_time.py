@@ -329,9 +329,8 @@ def plot(result: dict, arrays: dict):
     integer_ticks(ax, n, labels=[f"{a}/{2 * a}" for a in n])
     lo = min(float(np.min(arrays["D_tied"])), float(np.min(arrays["D_fixed_field"])))
     ylim = (lo / 12, 3 * max(seed, float(np.max(arrays["D_tied"]))))
-    title = "(a) distance between nets with N and 2N blocks"
     decorate(ax, xlabel="N / 2N compared", ylabel="relative trajectory distance D(N)", ylim=ylim)
-    decorate(ax, title=title, legend="lower left")
+    decorate(ax, title="(a) distance between nets with N and 2N blocks", legend="lower left")
 
     ax = axes[0, 1]
     acc = {lab: arrays[f"acc_{k}"] for k, (_, _, lab) in nets.items() if f"acc_{k}" in arrays}

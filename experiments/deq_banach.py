@@ -424,10 +424,8 @@ def plot(result: dict, arrays: dict):
         ax.plot(stairs[:-1], stairs[1:], color=col, lw=0.9, label=f"h₀ = {orb[0]:g}")
     hs_ = m["cobweb_h_star"]
     ax.plot([hs_], [hs_], "o", color="#d62728", ms=6, zorder=5)
-    title = (
-        f"Cobweb of tanh(0.8h + 0.5): h* = {hs_:.6f}\nmeasured rate "
-        f"{m['cobweb_rate_measured']:.6f} vs |f'(h*)| = {m['cobweb_abs_fprime_h_star']:.6f}"
-    )
+    title = f"Cobweb of tanh(0.8h + 0.5): h* = {hs_:.6f}\nmeasured rate "
+    title += f"{m['cobweb_rate_measured']:.6f} vs |f'(h*)| = {m['cobweb_abs_fprime_h_star']:.6f}"
     decorate(ax, xlim=(-3, 3), ylim=(-1.1, 1.1), xlabel="h_k", ylabel="h_{k+1}", title=title)
     ax.legend(loc="lower right")
 
@@ -443,10 +441,8 @@ def plot(result: dict, arrays: dict):
         ax.text(*at, f"c={c:g}", color=col, fontsize=7, va="bottom", ha="right")
     worst = max(m[f"banach_c{c:g}_worst_ratio_to_bound"] for c in cs)
     frac = min(m[f"banach_c{c:g}_bound_satisfied_frac"] for c in cs)
-    title = (
-        f"Spectrally normalised cells ({m['cells_per_c']} per c): error vs c^k\n"
-        f"bound holds for {frac:.1%} of cells, worst ‖e_k‖/(c^k‖e_0‖) = {worst:.3f}"
-    )
+    title = f"Spectrally normalised cells ({m['cells_per_c']} per c): error vs c^k\n"
+    title += f"bound holds for {frac:.1%} of cells, worst ‖e_k‖/(c^k‖e_0‖) = {worst:.3f}"
     decorate(ax, ylim=(1e-12, 2), xlabel="Picard step k", ylabel="‖z_k − z*‖ / ‖z_0 − z*‖")
     lines = {
         "c^k (Banach bound)": dict(color="k", ls="--", lw=1.0),
@@ -460,21 +456,16 @@ def plot(result: dict, arrays: dict):
     labels = [f.replace("tanh_g", "tanh cell\ng = ") for f in fams]
     labels = [f.replace("linear_g", "Az + b\ng = ") for f in labels]
     converged = {s: [m[f"free_{f}_{s}_converged_frac"] for f in fams] for s in SOLVERS}
-    bars(ax, labels, converged, colors=_SOLVER_COLORS, fmt=None, width=0.78, ylim=(0, 1.2))
-    for f, b in zip(fams, ax.containers[0], strict=True):  # picard: how it failed
-        x, top = b.get_x() + b.get_width() / 2, b.get_height()
-        txt = dict(ha="center", va="bottom", fontsize=6, rotation=90)
-        if f"free_{f}_picard_diverged_frac" in m:
-            ax.text(x, 0.02, f"diverged\n{m[f'free_{f}_picard_diverged_frac']:.0%}", **txt)
-        elif f"free_{f}_picard_cycle_frac" in m:
-            ax.text(x, top + 0.02, f"cycle {m[f'free_{f}_picard_cycle_frac']:.0%}", **txt)
+    how = {f: [k for k in ("diverged", "cycle") if f"free_{f}_picard_{k}_frac" in m] for f in fams}
+    picard = "free_{}_picard_{}_frac"
+    failed = [f"{h[0]}\n{m[picard.format(f, h[0])]:.0%}" if h else "" for f, h in how.items()]
+    kw = dict(fmt=None, text={"picard": failed}, rotation=90, fontsize=6)  # how picard failed
+    bars(ax, labels, converged, colors=_SOLVER_COLORS, width=0.78, ylim=(0, 1.2), **kw)
     ax.tick_params(axis="x", labelsize=7)
     ax.set_yticks(np.linspace(0, 1, 6))
-    title = (
-        f"No Lipschitz constraint: tanh(Wz + Ux + b) and Az + b, W, A = g·G/√n\n"
-        f"(n = {m['n_state_free']}, {m['cells_per_family']} cells each, tol {m['tol']:g}, "
-        f"max_steps {m['max_steps']})"
-    )
+    title = "No Lipschitz constraint: tanh(Wz + Ux + b) and Az + b, W, A = g·G/√n\n"
+    title += f"(n = {m['n_state_free']}, {m['cells_per_family']} cells each, tol {m['tol']:g}, "
+    title += f"max_steps {m['max_steps']})"
     decorate(ax, ylabel="fraction of cells converged", title=title)
     ax.legend(loc="upper center", fontsize=7, ncol=3)
 

@@ -394,11 +394,6 @@ def _arr(arrays, phase, kind, L, fam):
     return arrays.get(f"{phase}_{kind}_L{L}_{FAMILIES.index(fam)}")
 
 
-def _pos(a):
-    a = np.asarray(a, dtype=float)
-    return np.where(a > 0, a, np.nan)
-
-
 def plot(result: dict, arrays: dict):
     m = result["metrics"]
     depths, tds = m["depths"], m["train_depths"]
@@ -414,17 +409,14 @@ def plot(result: dict, arrays: dict):
         depth_profile(axes[0, col], s, within=BOUND, **kw)
         axes[0, col].set_xlabel("layer k (0 = input of the first block)")
 
-    ax, floor = axes[0, 2], 1e-16
-    for j, fam in enumerate(FAMILIES):
-        jitter = 1.0 + 0.06 * (j - (len(FAMILIES) - 1) / 2)  # side by side on the log axis
-        for phase, ds, mk, y0 in [("init", depths, "v", floor), ("trained", tds, "s", floor / 30)]:
-            r = np.asarray(m[f"mnist1d_{fam}_{phase}_grad_ratio_first_over_last"], dtype=float)
-            style = dict(marker="o", ms=3.5, label=LABELS[fam]) if phase == "init" else trained
-            ax.loglog(ds, _pos(r), color=COLOR[fam], **style)
-            below = np.asarray(ds, dtype=float)[r == 0] * jitter  # under the float32 norm floor
-            face = COLOR[fam] if phase == "init" else "none"
-            ax.plot(below, np.full(below.size, y0), mk, color=COLOR[fam], ms=5, mfc=face)
-    ax.plot([], [], "kv", ms=5, label="below the float32 norm floor (v init, □ trained)")
+    ax, floor, ratio = axes[0, 2], 1e-16, "mnist1d_{}_{}_grad_ratio_first_over_last"
+    ax.set(xscale="log", yscale="log")  # ratios of 0 (underflow) are marked at the floor
+    init = {LABELS[f]: m[ratio.format(f, "init")] for f in FAMILIES}
+    curves(ax, depths, init, styles=colors, style=dict(marker="o", ms=3.5), floor=floor, dodge=0.06)
+    after = {f"_{f}": m[ratio.format(f, "trained")] for f in FAMILIES}
+    kw = dict(styles=list(colors.values()), style=trained, dodge=0.06)
+    curves(ax, tds, after, floor=floor / 30, **kw)
+    ax.plot([], [], "kv", ms=5, label="below the float32 norm floor (filled init, hollow trained)")
     ax.axhspan(1 / BOUND, BOUND, color="k", alpha=0.06, lw=0)
     title = "first/last gradient ratio (o init, □ trained)"
     decorate(ax, ylim=(floor / 300, None), xlabel="depth L (blocks)", title=title)
@@ -432,10 +424,10 @@ def plot(result: dict, arrays: dict):
     integer_ticks(ax, depths)
     handles, labels = ax.get_legend_handles_labels()
 
-    p = {LABELS[f]: _pos(_arr(arrays, "init", "param", Lmax, f)) for f in FAMILIES}
+    p = {LABELS[f]: _arr(arrays, "init", "param", Lmax, f) for f in FAMILIES}
     title = f"parameter gradients, L = {Lmax}, at initialisation"
-    curves(axes[1, 0], None, p, styles=colors, style=dict(lw=1.2), yscale="log", title=title)
-    decorate(axes[1, 0], xlabel="block k", ylabel="‖∂L/∂θ_k‖")
+    curves(axes[1, 0], None, p, styles=colors, style=dict(lw=1.2), floor=floor, yscale="log")
+    decorate(axes[1, 0], xlabel="block k", ylabel="‖∂L/∂θ_k‖", title=title)
 
     ax = axes[1, 1]
     for fam in FAMILIES:

@@ -204,13 +204,10 @@ def plot(result: dict, arrays: dict):
     col = {L: cmap(0.15 + 0.65 * i / max(len(depths) - 1, 1)) for i, L in enumerate(depths)}
     floor = 1e-16  # ratios of exactly 0 (norm below the float32 floor) are drawn here
     ax = axes[0]
-    for i, d in enumerate(depths):
-        r = np.asarray(m[f"L{d}_highway_ratio_first_over_last"], dtype=float)
-        ok = r > 0
-        ax.semilogy(b[ok], r[ok], "o-", color=col[d], ms=4, label=f"highway, L = {d}")
-        if (~ok).any():
-            dx = 0.2 * (i - (len(depths) - 1) / 2)
-            ax.semilogy(b[~ok] + dx, np.full((~ok).sum(), floor), "v", color=col[d], ms=5)
+    ratios = {f"highway, L = {d}": m[f"L{d}_highway_ratio_first_over_last"] for d in depths}
+    kw = dict(styles=list(col.values()), style=dict(ms=4), floor=floor, dodge=0.2, yscale="log")
+    curves(ax, b, ratios, "o-", **kw)  # ratios of 0 (underflow) marked at the floor
+    for d in depths:
         ax.axhline(m[f"L{d}_resnet_ratio_first_over_last"], color=col[d], ls="--", lw=1)
     keys = {"ResNet (h = 1), same blocks": dict(color="k", ls="--", lw=1)}
     keys["below the float32 norm floor"] = dict(color="k", ls="", marker="v", ms=5)
@@ -224,14 +221,14 @@ def plot(result: dict, arrays: dict):
     top.set_xlabel(f"mean gate T̄ (L = {L})", fontsize=8)
 
     ax = axes[1]
-    for d in depths:
-        t = np.asarray(m[f"L{d}_highway_mean_gate"])
-        ax.plot(t, m[f"L{d}_highway_rate_per_layer"], "o", color=col[d], ms=4, label=f"L = {d}")
+    rates = {d: (m[f"L{d}_highway_mean_gate"], m[f"L{d}_highway_rate_per_layer"]) for d in depths}
+    rates = {f"L = {d}": r for d, r in rates.items()}
+    curves(ax, None, rates, "o", styles=list(col.values()), style=dict(ms=4))
     tt = np.linspace(0, min(0.999, float(np.max(tb))), 200)
     rp, rr = m[f"L{L}_plain_rate_per_layer"], m[f"L{L}_resnet_rate_per_layer"]
     models = {"carry model ln(1 − T̄)": np.log1p(-tt)}
     models["two-path model"] = 0.5 * np.log((1 - tt) ** 2 + tt**2 * np.exp(2 * rp))
-    styles = dict(zip(models, [dict(lw=1), dict(lw=1.2, ls="--")], strict=True))
+    styles = [dict(lw=1), dict(lw=1.2, ls="--")]
     curves(ax, tt, models, styles=styles, style=dict(color="k"), xlabel="mean gate T̄")
     ax.axhline(rr, color=COLORS["resnet"], ls="--", lw=1, label="ResNet")
     ax.axhline(rp, color=COLORS["plain"], ls=":", lw=1.5, label="plain net")

@@ -344,11 +344,9 @@ def plot(result: dict, arrays: dict):
     ax.hist(np.log10(r), bins=40, color="#9467bd")
     decorate(ax, vlines=[np.log10(IMPLICIT_FAR)])
     xlabel = "log10 ‖h_{t+1} − h_t − F(h_{t+1}, x_{t+1})‖ / ‖h_{t+1} − h_t‖"
-    title = (
-        "Implicit-Euler residual of the model's own steps\n"
-        f"median {m['implicit_residual_median']:.3g}; explicit residual max "
-        f"{m['explicit_residual_max']:.1e}"
-    )
+    res = m["implicit_residual_median"], m["explicit_residual_max"]
+    title = "Implicit-Euler residual of the model's own steps\n"
+    title += "median {:.3g}; explicit residual max {:.1e}".format(*res)
     decorate(ax, xlabel=xlabel, ylabel="count (generated steps, s = 1)", title=title)
     fig.suptitle(
         f"{TITLE}\n{m['task']}: teacher-forced acc {m['fibonacci_teacher_forced_acc']:.3f}, "

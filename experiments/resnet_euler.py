@@ -252,10 +252,8 @@ def plot(result: dict, arrays: dict):
     lo, hi = lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)
     if abs(dw[1]) > 1e-12:
         ax.plot([lo[0], hi[0]], [-(dw[0] * x + db) / dw[1] for x in (lo[0], hi[0])], "k-", lw=1)
-    title = (
-        f"all test points at t = T: accuracy {m['moons_resnet_test_acc']:.3f} (net), "
-        f"{m['moons_ode_flow_test_acc']:.3f} (flow)"
-    )
+    accs = m["moons_resnet_test_acc"], m["moons_ode_flow_test_acc"]
+    title = "all test points at t = T: accuracy {:.3f} (net), {:.3f} (flow)".format(*accs)
     xlim, ylim = (lo[0], hi[0]), (lo[1], hi[1])
     decorate(ax, xlim=xlim, ylim=ylim, xlabel="$h_1(T)$", ylabel="$h_2(T)$", title=title)
 

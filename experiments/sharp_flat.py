@@ -33,14 +33,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jaxtyping import Array, PRNGKeyArray
-from matplotlib.ticker import NullFormatter
 
 from terrain_jax.analysis import rank_correlation
 from terrain_jax.curvature import hessian_operator, hessian_top_eigenvalues
 from terrain_jax.data import digits
 from terrain_jax.linalg import hutchinson_trace, spectral_density
 from terrain_jax.nets import rescale_relu_layer
-from terrain_jax.plotting import decorate, figure
+from terrain_jax.plotting import decorate, figure, integer_ticks
 from terrain_jax.train import accuracy, cross_entropy, fit_until
 
 from ._common import claim
@@ -327,12 +326,10 @@ def plot(result: dict, arrays: dict):
     decorate(ax, title=title, legend=True)
 
     ax = axes[0, 1]
-    for i, cfg in enumerate(cfgs):
-        for r in (r for r in rows if r["config"] == cfg):
-            xs = i + 0.12 * (np.arange(len(r["top5"])) - 2)
-            face = color[cfg] if r["converged"] else "none"
-            edge = dict(edgecolors=color[cfg], facecolors=face)
-            ax.scatter(xs, r["top5"], marker=marker[r["seed"]], s=18, **edge)
+    for r in rows:
+        xs, cfg = cfgs.index(r["config"]) + 0.12 * (np.arange(len(r["top5"])) - 2), r["config"]
+        edge = dict(edgecolors=color[cfg], facecolors=color[cfg] if r["converged"] else "none")
+        ax.scatter(xs, r["top5"], marker=marker[r["seed"]], s=18, **edge)
     ax.set_xticks(range(len(cfgs)), [c.replace("_", "\n") for c in cfgs])
     ax.set_ylabel("top-5 Hessian eigenvalues (Lanczos)")
     ax.set_title("Top-5 eigenvalues per run (markers: seeds; hollow: not converged)", fontsize=9)
@@ -354,8 +351,7 @@ def plot(result: dict, arrays: dict):
         ax.set_xscale("log")
         vals = [r[key] for r in rows if r["converged"]] + [m[f"dinh_rescaled_{key}"]]
         ticks = np.geomspace(min(vals), max(vals), 5)
-        ax.set_xticks(ticks, [f"{t:.2g}" for t in ticks])
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        integer_ticks(ax, ticks, labels=[f"{t:.2g}" for t in ticks])
         decorate(ax, xlabel=f"{label} at converged minima", ylabel="test accuracy", title=verdict)
         ax.legend(loc="center right")
         ax.title.set_fontsize(9)

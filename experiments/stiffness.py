@@ -476,7 +476,7 @@ def plot(result: dict, arrays: dict):
     ref, steps = "reference (Kvaerno5, tol 1e-10)", "Kvaerno5 accepted steps"
     y1 = {ref: (arrays["vdp_grid"], arrays["vdp_ref_ys"][:, 0])}
     y1[steps] = (arrays["vdp_kvaerno5_step_t"], arrays["vdp_kvaerno5_step_y1"])
-    styles = {ref: dict(color=COLORS["exact"], lw=1), steps: dict(dots, marker="o", mew=0)}
+    styles = [dict(color=COLORS["exact"], lw=1), dict(dots, marker="o", mew=0)]
     title = f"(a) Van der Pol μ = {mu:g}: Kvaerno5's steps"
     curves(axes[0, 0], None, y1, styles=styles, xlabel="t", ylabel="y₁", title=title)
     axes[0, 0].legend(loc="lower left")
@@ -488,8 +488,7 @@ def plot(result: dict, arrays: dict):
     h = {tsit: (arrays["vdp_tsit5_step_t"], arrays["vdp_tsit5_step_h"])}
     h[kv] = (arrays["vdp_kvaerno5_step_t"], arrays["vdp_kvaerno5_step_h"])
     h[edge] = (arrays["vdp_grid"][ok], bound[ok])
-    styles = {tsit: dict(color=c_t, lw=2.5), kv: dict(dots, marker=".")}
-    styles[edge] = dict(color="k", ls="--", lw=0.8)
+    styles = [dict(color=c_t, lw=2.5), dict(dots, marker="."), dict(color="k", ls="--", lw=0.8)]
     title = "(b) step sizes: Tsit5 rides its stability bound"
     curves(axes[0, 1], None, h, styles=styles, yscale="log", xlabel="t", title=title)
     decorate(axes[0, 1], ylabel="step size h", legend="lower right")
@@ -508,9 +507,8 @@ def plot(result: dict, arrays: dict):
     steps, calls = arrays["node_steps"], arrays["node_calls"].mean(axis=2)
     per_solve = {"Tsit5": calls[0], "Kvaerno5 (Newton included)": calls[1]}
     marks = (dict(marker="o", color=c_t), dict(marker="s", color=c_k))
-    styles = dict(zip(per_solve, marks, strict=True))
     title = "(d) adaptive cost of the learned field"
-    curves(axes[1, 0], steps, per_solve, styles=styles, yscale="log", title=title)
+    curves(axes[1, 0], steps, per_solve, styles=marks, yscale="log", title=title)
     decorate(axes[1, 0], xlabel="training step", ylabel="field calls per solve (mean)", legend=True)
 
     ax, lf, ls = axes[1, 1], arrays["node_lam_fast"], arrays["node_lam_slow"]

@@ -511,13 +511,11 @@ def plot(result: dict, arrays: dict):
     decorate(ax, ylabel="median ‖θ_80 − (1,1)‖", title=title)
 
     ax, cap = axes[0, 3], 10.0
-    for j, (key, off) in enumerate((("default_lr", -0.2), ("best_lr", 0.2))):
+    for key, off, face in (("default_lr", -0.2, "#cccccc"), ("best_lr", 0.2, "#7fbf7f")):
         d = arrays[f"rosenbrock_final_dist_{key}"]
         d = np.clip(np.where(np.isfinite(d), d, cap), 1e-7, cap)
-        bp = ax.boxplot(list(np.log10(d)), positions=np.arange(len(styles)) + off, widths=0.35,
-                        showfliers=False, patch_artist=True)  # fmt: skip
-        for patch in bp["boxes"]:
-            patch.set_facecolor("#cccccc" if j == 0 else "#7fbf7f")
+        box = dict(widths=0.35, showfliers=False, patch_artist=True, boxprops=dict(facecolor=face))
+        ax.boxplot(list(np.log10(d)), positions=np.arange(len(styles)) + off, **box)
     ax.set_xticks(np.arange(len(styles)), styles, rotation=45, fontsize=7)
     title = "final distances: grey default η, green tuned η"
     decorate(ax, ylabel="log10 final distance (diverged = 10)", title=title)

@@ -55,6 +55,17 @@ def test_curves_without_x_uses_the_index(ax):
     np.testing.assert_array_equal(ax.lines[1].get_ydata(), [1.0, np.nan, 2.0])  # a gap
 
 
+def test_curves_floor_marks_underflowed_values_apart(ax):
+    x = np.array([1.0, 10.0, 100.0])
+    series = {"a": [1.0, 0.0, 0.0], "b": [2.0, 1.0, 0.0]}
+    curves(ax, x, series, floor=1e-16, dodge=0.1, xscale="log", yscale="log")
+    a, a_floor, b, b_floor = ax.lines
+    np.testing.assert_array_equal(a.get_ydata(), [1.0, np.nan, np.nan])  # zeros leave the line
+    np.testing.assert_allclose(a_floor.get_xdata(), [10 * 0.95, 100 * 0.95])
+    np.testing.assert_allclose(b_floor.get_xydata(), [[100 * 1.05, 1e-16]])
+    assert a_floor.get_marker() == "v" and a_floor.get_color() == a.get_color()
+
+
 def test_curves_styles_in_series_order(ax):
     curves(ax, [0, 1], {"a": [0, 1], "b": [1, 0]}, styles=["C3", {"ls": ":"}])
     assert ax.lines[0].get_color() == "C3" and ax.lines[1].get_linestyle() == ":"
@@ -188,6 +199,11 @@ def test_bars_horizontal_single_series_colour_per_bar(ax):
     np.testing.assert_allclose(widths, [0.2, 0.5, 0.9])
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
     assert ax.get_legend_handles_labels()[1] == []
+
+
+def test_bars_text_labels_one_series(ax):
+    bars(ax, ["a", "b"], {"x": [0.0, 0.5], "y": [1.0, 1.0]}, fmt=None, text={"x": ["diverged", ""]})
+    assert [t.get_text() for t in ax.texts] == ["diverged", ""]  # "y" carries no labels
 
 
 def test_note_decorate_ticks_and_handles(ax):

@@ -10,6 +10,7 @@ from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.legend import Legend
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from numpy.typing import ArrayLike
 
 from .._typing import ScalarLike
 
@@ -34,8 +35,8 @@ def decorate(
     ylabel: str | None = None,
     title: str | None = None,
     legend: bool | str | dict | None = None,
-    hlines: Sequence = (),
-    vlines: Sequence = (),
+    hlines: ArrayLike = (),
+    vlines: ArrayLike = (),
     **props,
 ) -> Axes:
     """Label ``ax``, set any Axes property (``xscale="log"``, ``ylim=(0, 1)``), add a legend.

@@ -18,6 +18,7 @@ def bars(
     *,
     colors: Mapping[str, str | Sequence[str]] | None = None,
     fmt: str | None = "{:.3g}",
+    text: Mapping[str, Sequence[str]] | None = None,
     horizontal: bool = False,
     width: ScalarLike = 0.8,
     rotation: ScalarLike = 0.0,
@@ -28,7 +29,8 @@ def bars(
 
     ``values[series][i]`` is the bar of ``groups[i]``; ``None`` or NaN leaves a gap (a
     metric the run did not measure). Each finite bar carries its value formatted with
-    ``fmt`` (``None``: no labels). ``colors[series]`` is one colour or one per group.
+    ``fmt`` (``None``: no labels), or the strings ``text[series]`` (one per group: how a
+    run failed, say). ``colors[series]`` is one colour or one per group.
     Series labels go to the legend (a single series labelled ``""`` stays out of it).
     """
     pos = np.arange(len(groups), dtype=float)
@@ -39,10 +41,13 @@ def bars(
         color = (colors or {}).get(label)
         draw = ax.barh if horizontal else ax.bar
         container = draw(at, np.nan_to_num(v), step, color=color, label=label or None)
-        if fmt is None:
+        if text is not None and label in text:
+            shown = list(text[label])
+        elif fmt is not None:
+            shown = [fmt.format(a) if np.isfinite(a) else "" for a in v]
+        else:
             continue
-        text = [fmt.format(a) if np.isfinite(a) else "" for a in v]
-        ax.bar_label(container, text, padding=2, fontsize=fontsize, rotation=rotation)
+        ax.bar_label(container, shown, padding=2, fontsize=fontsize, rotation=rotation)
     (ax.set_yticks if horizontal else ax.set_xticks)(pos, list(groups))
     ax.margins(**({"x": 0.2} if horizontal else {"y": 0.2}))
     return decorate(ax, **decorate_kw)

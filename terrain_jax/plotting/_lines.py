@@ -13,8 +13,8 @@ __all__ = ["curves", "band", "quantile_band", "reference_slope", "convergence", 
 
 Series = Mapping[str, ArrayLike | tuple[ArrayLike, ArrayLike]]
 """label -> y over the panel's shared x, or label -> (x, y) for a curve of its own."""
-Style = dict | str | tuple
-"""``ax.plot`` keywords, or a colour (a name or an RGB(A) tuple)."""
+Style = dict | str | tuple | np.ndarray
+"""``ax.plot`` keywords, or a colour (a name, or RGB(A) values as from a colormap)."""
 Styles = Mapping[str, Style] | Sequence[Style]
 """One :data:`Style` per label, or a sequence of them in the order of the series."""
 
@@ -54,7 +54,8 @@ def curves(
     axis), values that are exactly 0 (a norm that underflowed) leave the line and are drawn
     at ``floor`` as ▽ markers in the curve's colour and fill, shifted by ``dodge`` per series
     (a fraction of x on a log x axis, in x units otherwise) so that the markers of several
-    curves stay apart. ``decorate_kw`` go to :func:`decorate` (``xscale="log"``, ``xlabel=...``, ``legend=...``).
+    curves stay apart. ``decorate_kw`` go to :func:`decorate` (``xscale="log"``,
+    ``xlabel=...``, ``legend=...``).
     """
     logx = decorate_kw.get("xscale", ax.get_xscale()) == "log"
     for i, (label, value) in enumerate(series.items()):
@@ -153,15 +154,17 @@ def convergence(
     ax.set(xscale="log", yscale="log")
     for i, (label, value) in enumerate(series.items()):
         xs, ys = _xy(x, value)
-        kw = {"marker": "o", "ms": 4, **style_for(styles, label, i)}
+        kw = {"marker": "o", "ms": 4, "label": label, **style_for(styles, label, i)}
         if fit is None or label not in fit:
-            (line,) = ax.plot(xs, ys, label=label, **kw)
+            ax.plot(xs, ys, **kw)
             continue
         mask = np.asarray(fit[label], bool)
-        (line,) = ax.plot(xs[mask], ys[mask], ls="none", label=label, **kw)
+        (line,) = ax.plot(xs[mask], ys[mask], **{**kw, "ls": "none"})
         c = line.get_color()
         ax.plot(xs, ys, color=c, lw=1, alpha=0.5)
-        ax.plot(xs[~mask], ys[~mask], ls="none", mfc="none", **{**kw, "color": c})
+        ax.plot(
+            xs[~mask], ys[~mask], **{**kw, "ls": "none", "mfc": "none", "color": c, "label": None}
+        )
         coef = np.polyfit(np.log(xs[mask]), np.log(ys[mask]), 1)
         ax.plot(xs[mask], np.exp(np.polyval(coef, np.log(xs[mask]))), color=c, ls=":", lw=2)
     if slopes:
