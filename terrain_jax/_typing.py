@@ -1,8 +1,9 @@
 """jaxtyping aliases shared by the library: what a state, a parameter pytree, a key is."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeAlias
 
+import numpy as np
 from jax.typing import DTypeLike
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, PyTree, Real
 
@@ -13,6 +14,7 @@ __all__ = [
     "Index",
     "Key",
     "Params",
+    "PlotData",
     "Scalar",
     "ScalarLike",
     "State",
@@ -39,3 +41,5 @@ Args: TypeAlias = PyTree
 """The ``args`` passed through a solve to the field: any pytree, or ``None``."""
 VectorField: TypeAlias = Callable[[ScalarLike, State, Args], State]
 """A field ``f(t, y, args) -> dy/dt``, the signature diffrax expects."""
+PlotData: TypeAlias = np.ndarray | Array | Sequence | float | int
+"""Numbers a figure draws: an array (NumPy or JAX), a list of numbers, or one number."""

@@ -24,6 +24,7 @@ Each is the exact arithmetic the experiments used before (the same ``np.polyfit`
 the same order), so moving an experiment onto them changes no stored number.
 """
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -275,7 +276,9 @@ def mean_stderr(samples: Real[ArrayLike, " n"]) -> MeanStderr:
     return MeanStderr(float(np.mean(s)), float(np.std(s, ddof=1) / np.sqrt(s.size)))
 
 
-def rank_correlation(a: Real[ArrayLike, " n"], b: Real[ArrayLike, " n"]) -> float:
+def rank_correlation(
+    a: Sequence[float] | Real[ArrayLike, " n"], b: Sequence[float] | Real[ArrayLike, " n"]
+) -> float:
     """Spearman's rank correlation of ``a`` and ``b`` (``scipy.stats.spearmanr``), ``0``
     when either is constant: a constant variable has no rank association (scipy would
     return NaN)."""

@@ -131,7 +131,7 @@ class ResidualLM(eqx.Module):
         steps: int,
         *,
         implicit: bool = False,
-        **solve: float,
+        **solve: float | int,
     ) -> tuple[Float[Array, "times width"], Int[Array, " gen"], Bool[Array, " gen"], Array]:
         """Generate ``steps`` tokens after ``prompt`` with step scale ``s``.
 

@@ -10,9 +10,8 @@ from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.legend import Legend
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from numpy.typing import ArrayLike
 
-from .._typing import ScalarLike
+from .._typing import PlotData, ScalarLike
 
 __all__ = ["GUIDE", "decorate", "note", "integer_ticks", "legend_handles", "figure_legend"]
 
@@ -35,8 +34,8 @@ def decorate(
     ylabel: str | None = None,
     title: str | None = None,
     legend: bool | str | dict | None = None,
-    hlines: ArrayLike = (),
-    vlines: ArrayLike = (),
+    hlines: PlotData = (),
+    vlines: PlotData = (),
     **props,
 ) -> Axes:
     """Label ``ax``, set any Axes property (``xscale="log"``, ``ylim=(0, 1)``), add a legend.
@@ -74,7 +73,7 @@ def note(ax: Axes, text: str, *, loc: str = "upper right", box: bool = True, **k
 
 
 def integer_ticks(
-    ax: Axes, values: Sequence, *, axis: str = "x", labels: Sequence[str] | None = None
+    ax: Axes, values: PlotData, *, axis: str = "x", labels: Sequence[str] | None = None
 ) -> Axes:
     """Ticks exactly at ``values`` (depths, step counts), labelled plainly, no minor ticks.
 

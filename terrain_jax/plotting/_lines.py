@@ -4,14 +4,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
-from numpy.typing import ArrayLike
 
-from .._typing import ScalarLike
+from .._typing import PlotData, ScalarLike
 from ._axes import decorate
 
 __all__ = ["curves", "band", "quantile_band", "reference_slope", "convergence", "depth_profile"]
 
-Series = Mapping[str, ArrayLike | tuple[ArrayLike, ArrayLike]]
+Series = Mapping[str, PlotData | tuple[PlotData, PlotData]]
 """label -> y over the panel's shared x, or label -> (x, y) for a curve of its own."""
 Style = dict | str | tuple | np.ndarray
 """``ax.plot`` keywords, or a colour (a name, or RGB(A) values as from a colormap)."""
@@ -37,7 +36,7 @@ def style_for(styles: Styles | None, label: str, i: int) -> dict:
 
 def curves(
     ax: Axes,
-    x: ArrayLike | None,
+    x: PlotData | None,
     series: Series,
     fmt: str | None = None,
     *,
@@ -74,10 +73,10 @@ def curves(
 
 def band(
     ax: Axes,
-    x: ArrayLike,
-    mid: ArrayLike,
-    lo: ArrayLike,
-    hi: ArrayLike,
+    x: PlotData,
+    mid: PlotData,
+    lo: PlotData,
+    hi: PlotData,
     fmt: str = "-",
     *,
     color=None,
@@ -97,8 +96,8 @@ def band(
 
 def quantile_band(
     ax: Axes,
-    x: ArrayLike,
-    samples: ArrayLike,
+    x: PlotData,
+    samples: PlotData,
     fmt: str = "-",
     *,
     q: tuple[ScalarLike, ScalarLike] = (0.1, 0.9),
@@ -113,7 +112,7 @@ def quantile_band(
 
 def reference_slope(
     ax: Axes,
-    x: ArrayLike,
+    x: PlotData,
     slope: ScalarLike,
     *,
     through: tuple[ScalarLike, ScalarLike],
@@ -134,11 +133,11 @@ def reference_slope(
 
 def convergence(
     ax: Axes,
-    x: ArrayLike,
+    x: PlotData | None,
     series: Series,
     *,
     styles: Styles | None = None,
-    fit: Mapping[str, ArrayLike] | None = None,
+    fit: Mapping[str, PlotData] | None = None,
     slopes: Mapping[str, ScalarLike] | None = None,
     through: tuple[ScalarLike, ScalarLike] | None = None,
     **decorate_kw,
@@ -178,7 +177,7 @@ def convergence(
 
 def depth_profile(
     ax: Axes,
-    norms: Mapping[str, ArrayLike],
+    norms: Mapping[str, PlotData],
     *,
     back: bool = False,
     within: ScalarLike | None = None,

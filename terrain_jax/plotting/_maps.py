@@ -7,15 +7,14 @@ from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
 from matplotlib.colorbar import Colorbar
 from matplotlib.colors import Colormap, Normalize
-from numpy.typing import ArrayLike
 
-from .._typing import ScalarLike
+from .._typing import PlotData, ScalarLike
 from ._axes import decorate
 
 __all__ = ["heatmap", "limits", "shared_colorbar"]
 
 
-def limits(*arrays: ArrayLike, symmetric: bool = False) -> tuple[float, float]:
+def limits(*arrays: PlotData, symmetric: bool = False) -> tuple[float, float]:
     """``(min, max)`` over the finite values of all ``arrays``: one colour scale for panels
     that compare (``symmetric``: ``(-a, a)`` with ``a`` the largest magnitude)."""
     vals = np.concatenate([np.ravel(np.asarray(a, float)) for a in arrays])
@@ -29,12 +28,12 @@ def limits(*arrays: ArrayLike, symmetric: bool = False) -> tuple[float, float]:
 
 def heatmap(
     ax: Axes,
-    z: ArrayLike,
+    z: PlotData,
     *,
-    x: ArrayLike | None = None,
-    y: ArrayLike | None = None,
+    x: PlotData | None = None,
+    y: PlotData | None = None,
     extent: Sequence[ScalarLike] | None = None,
-    levels: int | ArrayLike | None = None,
+    levels: int | PlotData | None = None,
     outline: bool = False,
     vmin: ScalarLike | None = None,
     vmax: ScalarLike | None = None,

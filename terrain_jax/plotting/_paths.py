@@ -4,8 +4,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
-from numpy.typing import ArrayLike
 
+from .._typing import PlotData
 from ._axes import decorate
 from ._lines import Styles, style_for
 
@@ -14,7 +14,7 @@ __all__ = ["trajectories"]
 
 def trajectories(
     ax: Axes,
-    paths: Mapping[str, ArrayLike] | Sequence[ArrayLike],
+    paths: Mapping[str, PlotData] | Sequence[PlotData],
     fmt: str | None = None,
     *,
     styles: Styles | None = None,
