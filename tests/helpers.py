@@ -1,8 +1,11 @@
 """Shared test helpers: tree comparisons and the canonical solver lists."""
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
+import numpy as np
 
 from terrain_jax import SOLVERS
 from terrain_jax.fixed_point import Anderson, Broyden, NewtonKrylov, Picard
@@ -42,3 +45,22 @@ __all__ = [
     "tree_max_abs_diff",
     "jax",
 ]
+
+
+def normal32(seed, shape, scale=1.0):
+    """A float32 standard-normal array from NumPy's generator (no JAX compile)."""
+    return jnp.asarray(scale * np.random.default_rng(seed).standard_normal(shape), jnp.float32)
+
+
+def assert_same_multiset(a, b, atol):
+    """Every eigenvalue of ``a`` is close to one of ``b`` and vice versa (complex)."""
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape
+    d = np.abs(a[:, None] - b[None, :])
+    assert d.min(axis=1).max() < atol and d.min(axis=0).max() < atol, d
+
+
+def rbg_keys():
+    """Fresh rbg keys, deterministic per test: ``k = rbg_keys(); k()``."""
+    counter = itertools.count()
+    return lambda: jax.random.key(next(counter), impl="rbg")

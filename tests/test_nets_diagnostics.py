@@ -7,13 +7,14 @@ Kept fast on 2 cores: every test's computation is one ``filter_jit`` (one compil
 share one shape, data comes from numpy, and keys are ``rbg`` keys.
 """
 
-import itertools
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_same_multiset as _assert_same_multiset
+from helpers import normal32 as _normal
+from helpers import rbg_keys
 
 from terrain_jax.linalg import jacobian_eigenvalues
 from terrain_jax.nets import (
@@ -43,20 +44,7 @@ jit = eqx.filter_jit
 @pytest.fixture
 def key():
     """Fresh rbg keys, deterministic per test: ``k = key()``."""
-    counter = itertools.count()
-    return lambda: jax.random.key(next(counter), impl="rbg")
-
-
-def _normal(seed, shape, scale=1.0):
-    return jnp.asarray(scale * np.random.default_rng(seed).standard_normal(shape), jnp.float32)
-
-
-def _assert_same_multiset(a, b, atol):
-    """Every eigenvalue of ``a`` is close to one of ``b`` and vice versa (complex)."""
-    a, b = np.asarray(a), np.asarray(b)
-    assert a.shape == b.shape
-    d = np.abs(a[:, None] - b[None, :])
-    assert d.min(axis=1).max() < atol and d.min(axis=0).max() < atol, d
+    return rbg_keys()
 
 
 def _make(family, key, **kw):
